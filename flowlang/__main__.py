@@ -1,0 +1,5 @@
+import sys
+
+from flowlang.cli import main
+
+sys.exit(main())

@@ -1,0 +1,40 @@
+"""The checker: every diagnostic a project can have, syntax first.
+
+`check_project` collects the parser's diagnostics (FL100, FL101), builds the
+context (registry, names, resolved commands) and runs each rule of `RULES` over
+the declarations that parsed cleanly. Rules are plain functions in the order
+they depend on each other: resolution first, then fields and conditions (which
+record the names they use), names, splits, requirements.
+"""
+from __future__ import annotations
+
+from flowlang.check import fields, names, requirements, resolve, splits
+from flowlang.check.context import CheckContext, build_context
+from flowlang.diagnostics import Diagnostic
+from flowlang.project import Project
+
+#: The semantic rules, in order; each is `rule(context) -> None` and reports
+#: through the context.
+RULES = (
+    resolve.rule,
+    fields.rule,
+    names.rule,
+    splits.rule,
+    requirements.rule,
+)
+
+
+def analyse(project: Project) -> CheckContext:
+    """Run every rule; the context keeps what they learned (for the compiler)."""
+    ctx = build_context(project)
+    for result in project.parsed:
+        ctx.diagnostics.extend(result.diagnostics)
+    for rule in RULES:
+        rule(ctx)
+    return ctx
+
+
+def check_project(project: Project) -> list[Diagnostic]:
+    ctx = analyse(project)
+    unique = dict.fromkeys(ctx.diagnostics)
+    return sorted(unique, key=Diagnostic.sort_key)
