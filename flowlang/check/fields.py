@@ -66,8 +66,12 @@ def field_path(ctx: CheckContext, path: tuple[str, ...], participant: str,
     """Walk `person.company.name` through the schemas. Returns the field's type, the
     entity name when the path names a record, or None after reporting FL205."""
     if path[0] != participant:
+        link = next((name for name, f in ctx.registry.schemas.get(participant, {}).items()
+                     if f.entity == path[0]), None)
         if len(path) == 1 and ctx.registry.field(participant, path[0]) is not None:
             help_line = f"write `{participant}.{path[0]}`"
+        elif link is not None:
+            help_line = f"write `{participant}.{link}.{'.'.join(path[1:])}`".replace(".`", "`")
         else:
             help_line = f"fields are reached through `{participant}`, as in `{participant}.first_name`"
         ctx.report("FL205", span, f"unknown name `{'.'.join(path)}` in a flow for {participant}",
