@@ -1,14 +1,16 @@
 """Source files and spans: where a node or a diagnostic sits in the text."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import attrs
 
 
-@attrs.frozen
-class Span:
+class Span(NamedTuple):
     """A region of one file. Lines and columns are 1-based; `end_column` is the
     column just past the last character, as Lark reports it; `start`/`end` are
-    character offsets."""
+    character offsets. A named tuple rather than an attrs class: the parser makes
+    one per token, and a tuple is built in C."""
 
     file: str
     line: int
