@@ -100,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as e:  # a bug of ours: one line, status 2, never a traceback
+        print(f"flowlang: internal error: {type(e).__name__}: {e} "
+              "(please report it, with the input)", file=sys.stderr)
+        if os.environ.get("FLOWLANG_DEBUG"):
+            raise
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

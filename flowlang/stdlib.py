@@ -103,6 +103,7 @@ class EventDecl:
     condition: Pattern | None = None
     requires: tuple[str, str] | None = None  # ("sends", "email")
     scope: str = "trigger"
+    updates: tuple[tuple[str, str], ...] = ()  # (field, payload key)
     span: object = attrs.field(default=None, eq=False, repr=False)
 
     @property
@@ -312,19 +313,22 @@ class _Reader:
                 participants = self._participants(line, rest)
                 if participants:
                     fields["participants"] = participants
-            elif key == "payload" and all(isinstance(p, n.Word) for p in rest):
-                fields["payload"] = tuple(p.text for p in rest)
+            elif key == "payload" and all(isinstance(p, (n.Word, n.Ref)) for p in rest):
+                fields["payload"] = tuple(p.text if isinstance(p, n.Word) else p.dotted for p in rest)
+            elif (key == "updates" and len(rest) == 3 and all(isinstance(p, n.Word) for p in rest)
+                  and rest[1].text == "from"):
+                fields["updates"] = fields.get("updates", ()) + ((rest[0].text, rest[2].text),)
             elif key == "condition" and len(rest) == 1 and isinstance(rest[0], n.Str):
                 fields["condition"] = parse_pattern(rest[0].value)
             elif key == "requires" and len(rest) == 2 and all(isinstance(p, n.Word) for p in rest):
                 fields["requires"] = (rest[0].text, rest[1].text)
             elif key == "scope" and len(rest) == 1 and isinstance(rest[0], n.Word):
                 fields["scope"] = rest[0].text
-            elif key in ("type", "for", "payload", "condition", "requires", "scope"):
+            elif key in ("type", "for", "payload", "condition", "requires", "scope", "updates"):
                 self.error("FL302", line, f"malformed `{key}` line in an event declaration")
             else:
                 self.error("FL202", line.parts[0], f"unknown event declaration line `{key}`",
-                           "lines are: type, for, payload, condition, requires, scope")
+                           "lines are: type, for, payload, condition, requires, scope, updates")
         if "type" not in fields:
             self.error("FL301", decl, "an event declaration needs `type \"kind.name\"`")
             return None

@@ -54,7 +54,8 @@ def describe(expected: set[str], literals: dict[str, str]) -> str:
     if not words:
         return "something else"
     if len(words) > 6:
-        words = words[:6] + ["…"]
+        ends = [w for w in words if w in ("the end of the line", "`}`")]
+        words = [w for w in words if w not in ends][:6 - len(ends)] + ["…"] + ends
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
@@ -80,17 +81,35 @@ def found(error: UnexpectedInput, text: str) -> str:
     return "this"
 
 
+def _opens_triple(text: str, pos: int) -> bool:
+    """Lark reads an unclosed triple quote as an empty string and then an unclosed
+    quote: the error sits on the third quote."""
+    return text.startswith('"""', pos) or (pos >= 2 and text[pos - 2:pos + 1] == '"""')
+
+
+def _expected(error: UnexpectedInput) -> set[str]:
+    """What the parser could take here. The contextual lexer reports its own state's
+    terminals, where keywords hide inside NAME; the parse table knows them all."""
+    state = getattr(error, "state", None)
+    try:
+        return set(state.parse_conf.parse_table.states[state.position])
+    except (AttributeError, KeyError, TypeError):
+        return set(getattr(error, "expected", None) or getattr(error, "allowed", None) or ())
+
+
 def message(error: UnexpectedInput, text: str, literals: dict[str, str]) -> tuple[str, str | None]:
     """(message, help) for a syntax error."""
     if isinstance(error, UnexpectedCharacters):
         char = text[error.pos_in_stream] if error.pos_in_stream < len(text) else ""
+        if _opens_triple(text, error.pos_in_stream):
+            return ('unterminated `"""` string', 'close it with `"""`')
         if char == '"':
             return ("unterminated string",
                     'a "…" string ends on the line where it starts; use """…""" for text over several lines')
-        expected = set(error.allowed or ())
+        expected = _expected(error)
         return (f"unexpected character `{char}`; expected {describe(expected, literals)}", None)
     assert isinstance(error, UnexpectedToken)
-    expected = set(error.expected or ())
+    expected = _expected(error)
     what = found(error, text)
     help_line = None
     token = error.token

@@ -9,6 +9,7 @@ parsed again, so one run finds each independent error and none of their echoes.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 
 import attrs
@@ -76,6 +77,8 @@ def parse(source: SourceFile) -> ParseResult:
 
 
 def parse_text(text: str, path: str = "<string>") -> ParseResult:
+    if "\r" in text:  # old Mac line ends: same length, so positions stay right
+        text = re.sub(r"\r(?!\n)", "\n", text)
     parser = _parser()
     with _LOCK:
         ctx = BuildContext(path)
@@ -170,6 +173,14 @@ def _repair(text: str, error: UnexpectedInput, where: tuple[int, int]) -> str | 
     """The text with the statement around the error blanked out, or closing
     braces added when the text ended inside a block."""
     start = where[0]
+    if isinstance(error, UnexpectedCharacters) and messages._opens_triple(text, start):
+        # an unclosed """ swallows the rest: drop it, close the blocks still open
+        opening = start if text.startswith('"""', start) else start - 2
+        depth = 0
+        for _, char in scan.braces(text, 0, opening):
+            depth += {"{": 1, "}": -1}.get(char, 0)
+        tail = "".join(c if c == "\n" else " " for c in text[opening:])
+        return text[:opening] + tail + "}" * max(depth, 0)
     if start >= len(text) or not text[start:].strip():
         depth = 0
         for _, char in scan.braces(text):

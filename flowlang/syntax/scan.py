@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import re
 
-_TOKENS = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*(?:"""|\Z)|"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[{}\n]',
+# Strings count only when they are closed: an unclosed quote is one character,
+# so that the braces after it on its line still count (they are what the user
+# meant to write).
+_TOKENS = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|"|#[^\n]*|[{}\n]',
                      re.S)
 _DECLARATION = re.compile(r"[ \t]*(flow|pipeline|form|link|schema|action|event)\b")
 
