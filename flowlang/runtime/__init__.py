@@ -1,0 +1,1 @@
+"""Running flows: the pure interpreter, the engine around it, stores and clocks."""

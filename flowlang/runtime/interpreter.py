@@ -1,0 +1,395 @@
+"""The interpreter: a pure function from (program, participant, now, event) to
+(new participant, actions to perform, next wake-up).
+
+No I/O, no clock reads, no globals: time comes in as `now`, randomness from a
+hash of (seed, participant, split), and the participant that comes in is never
+changed (see `state.Participant`). The engine does everything else.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Callable
+
+import attrs
+
+from flowlang.runtime.calendar import Calendar
+from flowlang.runtime.expr import evaluate, matches
+from flowlang.runtime.state import Participant
+
+#: A run may pass at most this many states without resting: a guard against a loop
+#: with no wait, which the checker (FL402) already refuses.
+MAX_TRANSITIONS = 10_000
+
+
+@attrs.frozen
+class Action:
+    """One action for the host: perform `do` (an IR action) for `participant`.
+    `key` is the idempotency key: flow version, participant, step, visit."""
+
+    key: str
+    flow: str
+    participant: str
+    step: str
+    action: str
+    do: dict
+    at: dt.datetime
+    data: dict = attrs.field(eq=False, repr=False)
+
+    @property
+    def settings(self) -> dict:
+        return self.do["settings"]
+
+
+@attrs.frozen
+class StepResult:
+    participant: Participant
+    actions: tuple[Action, ...]
+    wake_at: dt.datetime | None
+    #: Which states were passed and why, for `simulate --explain`.
+    trace: tuple[str, ...] = ()
+
+
+class Program:
+    """An IR flow loaded for running: states by id, the calendar, the seed."""
+
+    def __init__(self, machine: dict, seed: int = 0):
+        if machine.get("kind") != "flow":
+            raise ValueError("a Program runs flows; pipelines run in PipelineProgram")
+        self.ir = machine
+        self.name: str = machine["name"]
+        self.version: str = machine["hash"]
+        self.states: dict[str, dict] = {s["id"]: s for s in machine["states"]}
+        self.start: str | None = machine["start"]
+        self.calendar = Calendar.of(machine["settings"])
+        self.success = machine.get("success")
+        self.trigger = machine["trigger"]
+        self.exclude = frozenset(self.trigger.get("exclude") or ())
+        self.seed = seed
+        self._due: dict = {}
+
+    def due(self, state: dict, now: dt.datetime) -> dt.datetime:
+        """When a timed state that starts at `now` ends; memoised, since those who
+        wait together wake together."""
+        key = (state["id"], now)
+        found = self._due.get(key)
+        if found is None:
+            if state["kind"] == "wait":
+                found = self.calendar.add(now, state["duration"])
+            elif state["kind"] == "wait_for":
+                found = self.calendar.add(now, state["within"])
+            else:
+                found = self.calendar.at(state["date"], state["time"])
+            if len(self._due) > 4096:
+                self._due.clear()
+            self._due[key] = found
+        return found
+
+
+class _Run:
+    """The working state of one `step` call."""
+
+    __slots__ = ("program", "p", "now", "actions", "trace", "explain")
+
+    def __init__(self, program: Program, p: Participant, now: dt.datetime, explain: bool):
+        self.program = program
+        self.p = p
+        self.now = now
+        self.actions: list[Action] = []
+        self.trace: list[str] = []
+        self.explain = explain
+
+    def note(self, text: str) -> None:
+        if self.explain:
+            self.trace.append(text)
+
+    # ------------------------------------------------------------------ effects
+    def emit(self, do: dict, step_id: str) -> None:
+        p = self.p
+        visit = p.visits.get(step_id, 0) + 1
+        p.visits = {**p.visits, step_id: visit}
+        key = f"{self.program.version[7:19]}:{p.id}:{step_id}:{visit}"
+        self.actions.append(Action(key, self.program.name, p.id, step_id, do["action"], do,
+                                   self.now, p.data))
+        self.apply_effects(do)
+
+    def apply_effects(self, do: dict) -> None:
+        """The flow's own changes to the participant, so that conditions and the
+        success criterion see them at once."""
+        p = self.p
+        for op in do.get("operations", ()):
+            data = dict(p.data)
+            name, value = op["field"], op["value"]
+            if op["op"] == "set":
+                data[name] = value
+            elif op["op"] == "clear":
+                data.pop(name, None)
+            elif op["op"] in ("increase", "decrease"):
+                current = data.get(name) or 0
+                data[name] = current + value if op["op"] == "increase" else current - value
+            elif op["op"] == "add":
+                items = list(data.get(name) or [])
+                if value not in items:
+                    items.append(value)
+                data[name] = items
+            elif op["op"] == "remove":
+                data[name] = [i for i in (data.get(name) or []) if i != value]
+            p.data = data
+        for effect in do.get("effects", ()):
+            kind = effect["kind"]
+            if kind in ("selection", "project", "interest") and effect["verb"] in ("adds", "removes"):
+                names = set(p.member_of(kind))
+                (names.add if effect["verb"] == "adds" else names.discard)(effect["target"])
+                p.memberships = {**p.memberships, kind: frozenset(names)}
+
+    # ------------------------------------------------------------------ endings
+    def finish(self, status: str, actions: list[dict] = ()) -> None:
+        p = self.p
+        for do in actions:
+            self.emit(do, do["id"])
+        p.status = status
+        p.step = None
+        p.wake_at = None
+        self.note(f"finished: {status}")
+
+    def success_holds(self) -> bool:
+        success = self.program.success
+        return success is not None and bool(evaluate(success, self.p))
+
+    def check_success(self) -> bool:
+        """The success criterion ends the run as soon as it holds."""
+        if self.p.status == "active" and self.success_holds():
+            self.note("the success criterion holds")
+            self.finish("completed_success")
+            return True
+        return False
+
+    def check_exclusion(self) -> bool:
+        if self.program.exclude & self.p.member_of("selection"):
+            self.note("joined the exclusion selection")
+            self.finish("dropout")
+            return True
+        return False
+
+    # ------------------------------------------------------------------ moving
+    def go(self, state_id: str | None) -> None:
+        """Pass states from `state_id` until the participant rests or finishes."""
+        program, p = self.program, self.p
+        for _ in range(MAX_TRANSITIONS):
+            if state_id is None:
+                self.finish("completed")
+                return
+            state = program.states[state_id]
+            p.path = p.path + (state_id,)
+            p.step = state_id
+            p.arrived_at = self.now
+            handler = _ARRIVE[state["kind"]]
+            state_id = handler(self, state)
+            if state_id is _REST or p.status != "active":
+                return
+            if self.check_success():
+                return
+        p.status = "failed"
+        p.error = f"more than {MAX_TRANSITIONS} steps without a wait"
+        p.step = None
+
+
+_REST = object()  # a handler's answer when the participant rests where it is
+
+
+def _arrive_action(run: _Run, state: dict):
+    run.emit(state["do"], state["id"])
+    run.note(f"{state['id']}: {state['do']['action']}")
+    if run.check_exclusion():
+        return _REST
+    return state["next"]
+
+
+def _arrive_manual(run: _Run, state: dict):
+    run.emit(state["do"], state["id"])
+    run.p.wake_at = None
+    run.note(f"{state['id']}: {state['do']['action']} (manual: waits until done)")
+    return _REST
+
+
+def _arrive_wait(run: _Run, state: dict):
+    run.p.wake_at = run.program.due(state, run.now)
+    run.note(f"{state['id']}: waits until {run.p.wake_at.isoformat()}")
+    return _REST
+
+
+def _arrive_wait_until(run: _Run, state: dict):
+    due = run.program.due(state, run.now)
+    if due <= run.now:
+        run.note(f"{state['id']}: {state['date']} has passed, goes on")
+        return state["next"]
+    run.p.wake_at = due
+    run.note(f"{state['id']}: waits until {due.isoformat()}")
+    return _REST
+
+
+def _arrive_wait_for(run: _Run, state: dict):
+    if evaluate(state["condition"], run.p):
+        run.note(f"{state['id']}: the condition already holds")
+        return state["next"]
+    run.p.wake_at = run.program.due(state, run.now)
+    run.note(f"{state['id']}: waits for the condition until {run.p.wake_at.isoformat()}")
+    return _REST
+
+
+def _bucket(seed: int, participant: str, split: str) -> float:
+    digest = hashlib.blake2b(f"{seed}:{participant}:{split}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2 ** 64 * 100
+
+
+def _arrive_split(run: _Run, state: dict):
+    p = run.p
+    mode = state["mode"]
+    if mode == "random":
+        point = _bucket(run.program.seed, p.id, state["id"])
+        total = 0.0
+        for branch in state["branches"]:
+            total += branch["weight"]
+            if point < total:
+                run.note(f"{state['id']}: random branch \"{branch['name']}\"")
+                return branch["next"]
+    elif mode == "value":
+        subject = evaluate(state["subject"], p)
+        for branch in state["branches"]:
+            if subject in branch["values"]:
+                run.note(f"{state['id']}: value {subject!r} takes branch \"{branch['name']}\"")
+                return branch["next"]
+    else:
+        for branch in state["branches"]:
+            if evaluate(branch["condition"], p):
+                run.note(f"{state['id']}: branch \"{branch['name']}\" holds")
+                return branch["next"]
+    otherwise = state["otherwise"]
+    if otherwise is None:
+        run.note(f"{state['id']}: no branch holds, goes on after the split")
+        return state["next"]
+    if otherwise["exit"]:
+        run.note(f"{state['id']}: no branch holds, otherwise exit")
+        run.finish("dropout", otherwise["actions"])
+        return _REST
+    run.note(f"{state['id']}: no branch holds, otherwise")
+    return otherwise["next"]
+
+
+def _arrive_goto(run: _Run, state: dict):
+    return state["target"]
+
+
+def _arrive_exit(run: _Run, state: dict):
+    run.finish("dropout", state["actions"])
+    return _REST
+
+
+def _arrive_complete(run: _Run, state: dict):
+    if run.success_holds():
+        run.finish("completed_success", state["success_actions"])
+    else:
+        run.finish("completed", state["no_success_actions"])
+    return _REST
+
+
+_ARRIVE: dict[str, Callable] = {
+    "action": _arrive_action, "manual": _arrive_manual, "wait": _arrive_wait,
+    "wait_until": _arrive_wait_until, "wait_for": _arrive_wait_for, "split": _arrive_split,
+    "goto": _arrive_goto, "exit": _arrive_exit, "complete": _arrive_complete,
+}
+
+
+# ---------------------------------------------------------------------- events
+
+def apply_event(p: Participant, event: dict) -> None:
+    """What an event changes in the participant's own record (on a copy)."""
+    kind = event["type"]
+    payload = {k: v for k, v in event.items() if k not in ("type", "at", "participant")}
+    p.history = p.history + ((kind, payload),)
+    if isinstance(event.get("set"), dict):  # data.changed, and events that update fields
+        p.data = {**p.data, **event["set"]}
+    elif kind in ("selection.added", "selection.removed", "project.added", "project.removed"):
+        group, verb = kind.split(".")
+        names = set(p.member_of(group))
+        (names.add if verb == "added" else names.discard)(event.get(group))
+        p.memberships = {**p.memberships, group: frozenset(names)}
+
+
+def enter(program: Program, participant: Participant, now: dt.datetime,
+          explain: bool = False) -> StepResult:
+    """A queued participant starts the flow at its first step."""
+    p = participant.copy()
+    p.status = "active"
+    p.version = program.version
+    p.entered_at = now
+    p.history = ()
+    run = _Run(program, p, now, explain)
+    run.note("entered the flow")
+    if not run.check_success():
+        run.go(program.start)
+    return StepResult(p, tuple(run.actions), p.wake_at, tuple(run.trace))
+
+
+def step(program: Program, participant: Participant, now: dt.datetime,
+         event: dict | None = None, explain: bool = False) -> StepResult:
+    """Advance an active participant: apply `event` if given, else wake it if its
+    time has come. Returns the new participant, the actions and the next wake-up."""
+    p = participant.copy()
+    run = _Run(program, p, now, explain)
+    if p.status != "active" or p.step is None:
+        return StepResult(p, (), None, ())
+    state = program.states[p.step]
+    if event is not None:
+        apply_event(p, event)
+        run.note(f"event {event['type']}")
+        if run.check_exclusion() or run.check_success():
+            return StepResult(p, tuple(run.actions), p.wake_at, tuple(run.trace))
+        kind = state["kind"]
+        if kind == "wait_for" and evaluate(state["condition"], p):
+            run.note(f"{state['id']}: the condition holds")
+            p.wake_at = None
+            run.go(state["next"])
+        elif kind == "manual" and event["type"] == "task.done" and event.get("step") in (None, p.step):
+            run.note(f"{state['id']}: done")
+            p.wake_at = None
+            run.go(state["next"])
+    elif p.wake_at is not None and now >= p.wake_at:
+        p.wake_at = None
+        kind = state["kind"]
+        if kind == "wait_for":
+            if state["on_timeout"] == "exit":
+                run.note(f"{state['id']}: timed out, else exit")
+                run.finish("dropout", state["timeout_actions"])
+            else:
+                run.note(f"{state['id']}: timed out, goes on")
+                run.go(state["next"])
+        else:
+            run.note(f"{state['id']}: time is up")
+            run.go(state["next"])
+    return StepResult(p, tuple(run.actions), p.wake_at, tuple(run.trace))
+
+
+def admits(program: Program, participant: Participant, event: dict | None = None) -> bool:
+    """Do the trigger's rules let this participant in? (`filter` checked once, on
+    entry; the exclusion selection; an `on` event must match when given.)"""
+    trigger = program.trigger
+    if program.exclude & participant.member_of("selection"):
+        return False
+    if event is not None:
+        if not any(e["type"] == event["type"] and matches(event, e["match"])
+                   for e in trigger["events"]):
+            return False
+    flt = trigger.get("filter")
+    return flt is None or bool(evaluate(flt, participant))
+
+
+def enter_at(program: Program, participant: Participant, state_id: str, now: dt.datetime) -> StepResult:
+    """Move a participant to a named step (the rule for a step a new version
+    removed), arriving there as if it had just got there."""
+    p = participant.copy()
+    p.version = program.version
+    p.wake_at = None
+    run = _Run(program, p, now, False)
+    run.go(state_id)
+    return StepResult(p, tuple(run.actions), p.wake_at, tuple(run.trace))

@@ -1,0 +1,46 @@
+"""Rendering an action's templates over the participant's data, in the sandbox.
+
+A template that reaches for Python internals (`{{ person.__class__ }}`) or a field
+the participant does not have fails with a clear error, never runs."""
+from __future__ import annotations
+
+from jinja2 import TemplateError
+from jinja2.sandbox import SecurityError
+
+from flowlang.templates import environment
+
+
+class RenderError(Exception):
+    pass
+
+
+def render_text(template: str, participant_type: str, data: dict) -> str:
+    if "{" not in template:
+        return template
+    try:
+        return environment().from_string(template).render({participant_type: data})
+    except SecurityError as e:
+        raise RenderError(f"template refused by the sandbox: {e}") from None
+    except TemplateError as e:
+        raise RenderError(f"template error: {e}") from None
+
+
+def render_settings(do: dict, participant_type: str, data: dict) -> dict:
+    """The action's settings with every template setting rendered."""
+    settings = dict(do["settings"])
+    for name in do.get("templates", ()):
+        if name == "$args":
+            continue
+        value = settings.get(name)
+        if isinstance(value, str):
+            settings[name] = render_text(value, participant_type, data)
+        elif isinstance(value, list):
+            settings[name] = [render_text(v, participant_type, data) if isinstance(v, str) else v
+                              for v in value]
+    return settings
+
+
+def render_args(do: dict, participant_type: str, data: dict) -> list:
+    if "$args" not in do.get("templates", ()):
+        return list(do["args"])
+    return [render_text(a, participant_type, data) if isinstance(a, str) else a for a in do["args"]]

@@ -1,0 +1,82 @@
+"""A participant's run through one flow: the value the interpreter steps.
+
+Participants are copied, never changed in place, by the interpreter: `copy()` is
+shallow, and every change replaces a container instead of mutating it (copy on
+write), so a step is pure and cheap, and an action can keep a reference to the
+data it was emitted with.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+STATUSES = ("queued", "active", "completed", "completed_success", "dropout", "failed")
+FINISHED = frozenset({"completed", "completed_success", "dropout", "failed"})
+
+
+class Participant:
+    __slots__ = ("id", "flow", "version", "status", "step", "entered_at", "arrived_at", "wake_at",
+                 "data", "memberships", "history", "visits", "path", "error", "auto_moves")
+
+    def __init__(self, id: str, flow: str, version: str = "", data: dict | None = None,
+                 memberships: dict | None = None):
+        self.id = id
+        self.flow = flow
+        self.version = version
+        self.status = "queued"
+        self.step: str | None = None
+        self.entered_at: dt.datetime | None = None
+        self.arrived_at: dt.datetime | None = None
+        self.wake_at: dt.datetime | None = None
+        self.data: dict = data if data is not None else {}
+        #: selection / project / interest -> frozenset of names
+        self.memberships: dict[str, frozenset] = memberships if memberships is not None else {}
+        #: (event type, payload) since the participant entered the flow
+        self.history: tuple = ()
+        self.visits: dict[str, int] = {}
+        self.path: tuple = ()
+        self.error: str | None = None
+        self.auto_moves = True  # pipelines: off after a manual move backwards
+
+    def copy(self) -> Participant:
+        other = Participant.__new__(Participant)
+        for name in Participant.__slots__:
+            setattr(other, name, getattr(self, name))
+        return other
+
+    def member_of(self, kind: str) -> frozenset:
+        return self.memberships.get(kind, frozenset())
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def to_json(self) -> dict:
+        def iso(t):
+            return t.isoformat() if t is not None else None
+        return {"id": self.id, "flow": self.flow, "version": self.version, "status": self.status,
+                "step": self.step, "entered_at": iso(self.entered_at),
+                "arrived_at": iso(self.arrived_at), "wake_at": iso(self.wake_at),
+                "data": self.data, "memberships": {k: sorted(v) for k, v in self.memberships.items()},
+                "history": [list(h) for h in self.history], "visits": self.visits,
+                "path": list(self.path), "error": self.error, "auto_moves": self.auto_moves}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Participant:
+        def parse(t):
+            return dt.datetime.fromisoformat(t) if t else None
+        p = cls(data["id"], data["flow"], data.get("version", ""), data.get("data") or {},
+                {k: frozenset(v) for k, v in (data.get("memberships") or {}).items()})
+        p.status = data["status"]
+        p.step = data.get("step")
+        p.entered_at = parse(data.get("entered_at"))
+        p.arrived_at = parse(data.get("arrived_at"))
+        p.wake_at = parse(data.get("wake_at"))
+        p.history = tuple((h[0], h[1]) for h in data.get("history") or ())
+        p.visits = dict(data.get("visits") or {})
+        p.path = tuple(data.get("path") or ())
+        p.error = data.get("error")
+        p.auto_moves = data.get("auto_moves", True)
+        return p
+
+    def __repr__(self) -> str:
+        return f"<Participant {self.id} {self.flow} {self.status} at {self.step}>"

@@ -1,0 +1,221 @@
+"""Where the engine keeps its state, behind one protocol so that the in-memory
+store (simulations, tests), SQLite and PostgreSQL are interchangeable.
+
+The in-memory store is also the reference the durable stores are tested against.
+A store keeps: deployed versions by content hash, each flow's lifecycle record,
+participants (one current run per flow and person, finished runs kept for
+counts), a due-time index, events held while a flow is paused, the outbox, and
+the dead letters.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import itertools
+from typing import Iterable, Iterator, Protocol
+
+import attrs
+
+from flowlang.runtime.state import Participant
+
+
+@attrs.define
+class FlowRecord:
+    name: str
+    status: str = "stopped"  # stopped | running | paused
+    version: str | None = None  # the current deployed version's hash
+    paused_at: dt.datetime | None = None
+    #: participants that entered any run of this flow (a restart after `end`
+    #: admits only new ones)
+    seen: set = attrs.field(factory=set)
+    #: the participants whose runs `end` made dropout
+    ended: set = attrs.field(factory=set)
+    kind: str = "flow"  # flow | pipeline
+
+
+@attrs.define
+class OutboxRow:
+    key: str
+    action: object  # interpreter.Action
+    participant_type: str
+    attempts: int = 0
+    next_attempt: dt.datetime | None = None
+    status: str = "pending"  # pending | sent | failed | cancelled
+    error: str | None = None
+
+
+@attrs.define
+class DeadLetter:
+    event: dict
+    reason: str
+    at: dt.datetime | None = None
+
+
+class Store(Protocol):
+    def put_version(self, machine: dict) -> None: ...
+    def version(self, version: str) -> dict: ...
+    def flow(self, name: str) -> FlowRecord | None: ...
+    def put_flow(self, record: FlowRecord) -> None: ...
+    def delete_flow(self, name: str) -> None: ...
+    def flows(self) -> list[FlowRecord]: ...
+    def participant(self, flow: str, pid: str) -> Participant | None: ...
+    def participants(self, flow: str) -> Iterator[Participant]: ...
+    def save(self, participant: Participant, outbox: Iterable[OutboxRow] = ()) -> None: ...
+    def save_outbox(self, row: OutboxRow) -> None: ...
+    def archive(self, participant: Participant) -> None: ...
+    def finished_runs(self, flow: str) -> Iterator[Participant]: ...
+    def due(self, now: dt.datetime, limit: int) -> list[Participant]: ...
+    def next_due(self) -> dt.datetime | None: ...
+    def hold_event(self, flow: str, event: dict) -> None: ...
+    def held_events(self, flow: str) -> list[dict]: ...
+    def outbox_due(self, now: dt.datetime, limit: int) -> list[OutboxRow]: ...
+    def next_outbox(self) -> dt.datetime | None: ...
+    def update_outbox(self, row: OutboxRow) -> None: ...
+    def outbox(self) -> list[OutboxRow]: ...
+    def dead_letter(self, letter: DeadLetter) -> None: ...
+    def dead_letters(self) -> list[DeadLetter]: ...
+    def person(self, pid: str) -> dict | None: ...
+    def put_person(self, pid: str, record: dict) -> None: ...
+
+
+class MemoryStore:
+    """Everything in dicts, a heap for timers (stale entries skipped on pop)."""
+
+    def __init__(self):
+        self._versions: dict[str, dict] = {}
+        self._flows: dict[str, FlowRecord] = {}
+        self._participants: dict[str, dict[str, Participant]] = {}
+        self._finished: dict[str, list[Participant]] = {}
+        self._timers: list = []
+        self._seq = itertools.count()
+        self._held: dict[str, list[dict]] = {}
+        self._outbox: dict[str, OutboxRow] = {}
+        self._outbox_heap: list = []
+        self._dead: list[DeadLetter] = []
+        self._people: dict[str, dict] = {}
+
+    # ------------------------------------------------------------------ versions and flows
+    def put_version(self, machine: dict) -> None:
+        self._versions[machine["hash"]] = machine
+
+    def version(self, version: str) -> dict:
+        return self._versions[version]
+
+    def flow(self, name: str) -> FlowRecord | None:
+        return self._flows.get(name)
+
+    def put_flow(self, record: FlowRecord) -> None:
+        self._flows[record.name] = record
+
+    def delete_flow(self, name: str) -> None:
+        self._flows.pop(name, None)
+        self._participants.pop(name, None)
+        self._finished.pop(name, None)
+        self._held.pop(name, None)
+
+    def flows(self) -> list[FlowRecord]:
+        return list(self._flows.values())
+
+    # ------------------------------------------------------------------ participants
+    def participant(self, flow: str, pid: str) -> Participant | None:
+        return self._participants.get(flow, {}).get(pid)
+
+    def participants(self, flow: str) -> Iterator[Participant]:
+        return iter(list(self._participants.get(flow, {}).values()))
+
+    def save(self, participant: Participant, outbox: Iterable[OutboxRow] = ()) -> None:
+        """The participant's new state and its outbox rows, together (one
+        transaction in the durable stores)."""
+        runs = self._participants.setdefault(participant.flow, {})
+        before = runs.get(participant.id)
+        runs[participant.id] = participant
+        timer_changed = before is None or before.wake_at != participant.wake_at
+        if participant.wake_at is not None and participant.status == "active" and timer_changed:
+            heapq.heappush(self._timers, (participant.wake_at, next(self._seq),
+                                          participant.flow, participant.id))
+        for row in outbox:
+            self._outbox[row.key] = row
+            heapq.heappush(self._outbox_heap, (row.next_attempt, next(self._seq), row.key))
+
+    def save_outbox(self, row: OutboxRow) -> None:
+        """An outbox row with no participant change (a pipeline handler's action
+        for a person who is not a record of the pipeline)."""
+        self._outbox[row.key] = row
+        heapq.heappush(self._outbox_heap, (row.next_attempt, next(self._seq), row.key))
+
+    def archive(self, participant: Participant) -> None:
+        """Keep a finished run for the counts before the person starts a new one."""
+        self._finished.setdefault(participant.flow, []).append(participant)
+
+    def finished_runs(self, flow: str) -> Iterator[Participant]:
+        return iter(self._finished.get(flow, ()))
+
+    def due(self, now: dt.datetime, limit: int) -> list[Participant]:
+        out = []
+        taken = set()
+        while self._timers and self._timers[0][0] <= now and len(out) < limit:
+            wake_at, _, flow, pid = heapq.heappop(self._timers)
+            p = self._participants.get(flow, {}).get(pid)
+            if (p is not None and p.status == "active" and p.wake_at == wake_at
+                    and (flow, pid) not in taken):
+                taken.add((flow, pid))
+                out.append(p)
+        return out
+
+    def next_due(self) -> dt.datetime | None:
+        while self._timers:
+            wake_at, _, flow, pid = self._timers[0]
+            p = self._participants.get(flow, {}).get(pid)
+            if p is not None and p.status == "active" and p.wake_at == wake_at:
+                return wake_at
+            heapq.heappop(self._timers)
+        return None
+
+    # ------------------------------------------------------------------ events
+    def hold_event(self, flow: str, event: dict) -> None:
+        self._held.setdefault(flow, []).append(event)
+
+    def held_events(self, flow: str) -> list[dict]:
+        return self._held.pop(flow, [])
+
+    # ------------------------------------------------------------------ outbox
+    def outbox_due(self, now: dt.datetime, limit: int) -> list[OutboxRow]:
+        out = []
+        while self._outbox_heap and self._outbox_heap[0][0] <= now and len(out) < limit:
+            when, _, key = heapq.heappop(self._outbox_heap)
+            row = self._outbox.get(key)
+            if row is not None and row.status == "pending" and row.next_attempt == when:
+                out.append(row)
+        return out
+
+    def next_outbox(self) -> dt.datetime | None:
+        while self._outbox_heap:
+            when, _, key = self._outbox_heap[0]
+            row = self._outbox.get(key)
+            if row is not None and row.status == "pending" and row.next_attempt == when:
+                return when
+            heapq.heappop(self._outbox_heap)
+        return None
+
+    def update_outbox(self, row: OutboxRow) -> None:
+        self._outbox[row.key] = row
+        if row.status == "pending":
+            heapq.heappush(self._outbox_heap, (row.next_attempt, next(self._seq), row.key))
+
+    def outbox(self) -> list[OutboxRow]:
+        return list(self._outbox.values())
+
+    # ------------------------------------------------------------------ people
+    def person(self, pid: str) -> dict | None:
+        """What the engine knows of a person across flows: data and memberships."""
+        return self._people.get(pid)
+
+    def put_person(self, pid: str, record: dict) -> None:
+        self._people[pid] = record
+
+    # ------------------------------------------------------------------ dead letters
+    def dead_letter(self, letter: DeadLetter) -> None:
+        self._dead.append(letter)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return list(self._dead)
