@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--check", action="store_true",
                      help="change nothing; list the files that would change and exit 1 if any")
     fmt.set_defaults(run=cmd_fmt)
+
+    from flowlang import cli_runtime
+    cli_runtime.register(sub)
     return parser
 
 

@@ -82,14 +82,17 @@ def print_text(sim) -> None:
 
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"[bold]{sim.flow}[/bold] from {sim.local(sim.start)} to {sim.local(sim.until)}")
-    events = [(sim.local(when), who, what) for when, who, what in sim.timeline]
-    events += [(a["at"], a["participant"], f"{a['action']} ({a['step']})") for a in sim.actions]
-    for when, who, what in sorted(events):
+    # what happened to the participants first, then the actions it caused, each in
+    # the order it happened
+    events = [(when, 0, i, sim.local(when), who, what) for i, (when, who, what) in enumerate(sim.timeline)]
+    events += [(dt.datetime.fromisoformat(a["at"]), 1, i, a["at"], a["participant"],
+                f"{a['action']} ({a['step']})") for i, a in enumerate(sim.actions)]
+    for _, _, _, when, who, what in sorted(events, key=lambda e: e[:3]):
         console.print(f"  {when}  {who:<12} {what}")
     result = sim.result()
     table = Table(title="participants by step and status")
     statuses = ["queued", "active", "completed", "completed_success", "dropout", "failed"]
-    table.add_column("step")
+    table.add_column("step", overflow="fold")
     for status in statuses:
         table.add_column(status, justify="right")
     for step, counts in sorted(result["counts"].items()):
