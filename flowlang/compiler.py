@@ -211,6 +211,10 @@ def action(ctx: CheckContext, resolved: ResolvedAction, step_id: str) -> dict:
                     if ctx.action_of(cmd) is not None]
     if any(s.kind == "template" for s in decl.pattern.slots):
         out["templates"].append("$args")
+    if decl.when_missing is not None:
+        field, rule = decl.when_missing
+        out["when_missing"] = {"field": field, "rule": out["settings"].get(rule, "skip"),
+                               "actions": out.get("blocks", {}).get(rule, [])}
     if resolved.operations:
         entity = decl.operations_on
         out["operations"] = [{"op": op.op, "field": op.field_name.removeprefix(entity + "."),

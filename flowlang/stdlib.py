@@ -82,6 +82,8 @@ class ActionDecl:
     produces: tuple[str, ...] = ()
     effects: tuple[Effect, ...] = ()
     operations_on: str | None = None  # `body operations person`
+    #: (field, setting): without the field, the setting says skip or exit
+    when_missing: tuple[str, str] | None = None
     scope: str = "step"
     delivery: str = "at least once"
     span: object = attrs.field(default=None, eq=False, repr=False)
@@ -219,8 +221,8 @@ class _Reader:
             handler = _ACTION_KEYS.get(key)
             if handler is None:
                 self.error("FL202", line.parts[0], f"unknown action declaration line `{key}`",
-                           "lines are: for, setting, needs, manual, produces, effect, body, "
-                           "scope, delivery")
+                           "lines are: for, setting, needs, when, manual, produces, effect, "
+                           "body, scope, delivery")
                 continue
             handler(self, line, rest, fields, settings, needs, effects)
         fields["settings"] = tuple(settings)
@@ -383,6 +385,15 @@ def _key_effect(reader, line, rest, fields, settings, needs, effects):
                      "write `effect VERB KIND` or `effect VERB KIND setting NAME`")
 
 
+def _key_when(reader, line, rest, fields, settings, needs, effects):
+    words = [p.text if isinstance(p, n.Word) else p.value if isinstance(p, n.Str) else None for p in rest]
+    if (len(words) == 4 and words[0] == "missing" and words[2] == "follow"
+            and all(isinstance(w, str) for w in words)):
+        fields["when_missing"] = (words[1], words[3])
+    else:
+        reader.error("FL302", line, 'write `when missing FIELD follow "SETTING"`')
+
+
 def _key_body(reader, line, rest, fields, settings, needs, effects):
     if (len(rest) == 2 and all(isinstance(p, n.Word) for p in rest) and rest[0].text == "operations"):
         fields["operations_on"] = rest[1].text
@@ -408,7 +419,7 @@ def _key_delivery(reader, line, rest, fields, settings, needs, effects):
 _ACTION_KEYS = {
     "for": _key_for, "setting": _key_setting, "needs": _key_needs, "manual": _key_manual,
     "produces": _key_produces, "effect": _key_effect, "body": _key_body, "scope": _key_scope,
-    "delivery": _key_delivery,
+    "delivery": _key_delivery, "when": _key_when,
 }
 
 

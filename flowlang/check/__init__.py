@@ -8,7 +8,7 @@ record the names they use), names, splits, requirements.
 """
 from __future__ import annotations
 
-from flowlang.check import fields, names, requirements, resolve, splits
+from flowlang.check import fields, flowgraph, names, paths, requirements, resolve, splits
 from flowlang.check.context import CheckContext, build_context
 from flowlang.diagnostics import Diagnostic
 from flowlang.project import Project
@@ -21,6 +21,8 @@ RULES = (
     names.rule,
     splits.rule,
     requirements.rule,
+    flowgraph.rule,
+    paths.rule,
 )
 
 

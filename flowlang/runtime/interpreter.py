@@ -198,6 +198,14 @@ _REST = object()  # a handler's answer when the participant rests where it is
 
 
 def _arrive_action(run: _Run, state: dict):
+    missing = state["do"].get("when_missing")
+    if missing is not None and not run.p.data.get(missing["field"]):
+        if missing["rule"] == "exit":
+            run.note(f"{state['id']}: no {missing['field']}, exits")
+            run.finish("dropout", missing["actions"])
+            return _REST
+        run.note(f"{state['id']}: no {missing['field']}, skipped")
+        return state["next"]
     run.emit(state["do"], state["id"])
     run.note(f"{state['id']}: {state['do']['action']}")
     if run.check_exclusion():
