@@ -27,20 +27,43 @@ class EngineError(Exception):
     """A lifecycle request that is not allowed now (say why in the message)."""
 
 
-@attrs.frozen
 class Delivery:
-    """What a handler receives: the action with its templates rendered."""
+    """What a handler receives: the action, its idempotency key, and its settings
+    with templates rendered over the participant's data. Rendering happens when
+    the handler first reads `settings` or `args` (a template error then fails the
+    delivery like a handler error, without retries)."""
 
-    key: str
-    flow: str
-    participant: str
-    step: str
-    action: str
-    args: list
-    settings: dict
-    data: dict
-    at: dt.datetime
-    attempt: int
+    __slots__ = ("key", "flow", "participant", "step", "action", "data", "at", "attempt",
+                 "_do", "_type", "_settings", "_args")
+
+    def __init__(self, action, participant_type: str, attempt: int):
+        self.key = action.key
+        self.flow = action.flow
+        self.participant = action.participant
+        self.step = action.step
+        self.action = action.action
+        self.data = action.data
+        self.at = action.at
+        self.attempt = attempt
+        self._do = action.do
+        self._type = participant_type
+        self._settings = None
+        self._args = None
+
+    @property
+    def settings(self) -> dict:
+        if self._settings is None:
+            self._settings = render_settings(self._do, self._type, self.data)
+        return self._settings
+
+    @property
+    def args(self) -> list:
+        if self._args is None:
+            self._args = render_args(self._do, self._type, self.data)
+        return self._args
+
+    def __repr__(self) -> str:
+        return f"<Delivery {self.action} {self.key}>"
 
 
 @attrs.frozen
@@ -66,6 +89,23 @@ def event_updates() -> dict[str, tuple]:
         if decl.updates:
             out[decl.type] = out.get(decl.type, ()) + decl.updates
     return out
+
+
+_MEMBERSHIP_KINDS = frozenset({"selection", "project", "interest"})
+
+
+_TOUCHES: dict[int, tuple[dict, bool]] = {}
+
+
+def _touches_person(do: dict) -> bool:
+    """Does an action change what the engine knows of the person (memberships,
+    fields) or hand the participant over? Computed once per IR action."""
+    cached = _TOUCHES.get(id(do))
+    if cached is None or cached[0] is not do:
+        found = bool(do.get("operations")) or any(
+            e["kind"] in _MEMBERSHIP_KINDS or e["verb"] == "hands_over" for e in do.get("effects", ()))
+        cached = _TOUCHES[id(do)] = (do, found)
+    return cached[1]
 
 
 class Engine:
@@ -422,6 +462,7 @@ class Engine:
         Returns how many participants moved."""
         now = self.clock.now()
         moved = 0
+        frozen = []
         while True:
             due = self.store.due(now, self.batch)
             if not due:
@@ -429,9 +470,12 @@ class Engine:
             for p in due:
                 record = self.store.flow(p.flow)
                 if record is None or record.status != "running":
-                    continue  # frozen: resume moves its timers on
+                    frozen.append(p)  # paused: resume moves its timers on
+                    continue
                 self._save(interp.step(self.program(p.version), p, now, None, p.id in self.explain))
                 moved += 1
+        for p in frozen:
+            self.store.schedule(p)
         self.dispatch()
         return moved
 
@@ -469,6 +513,8 @@ class Engine:
         """What the engine itself does about an action: the person's record learns
         the memberships and fields the flow set, and a hand-over (`add to flow X`)
         offers the participant to flow X."""
+        if not _touches_person(action.do):
+            return
         pid = action.participant
         person = self.store.person(pid)
         if person is not None:
@@ -505,10 +551,7 @@ class Engine:
         handler = self.handlers.get(action.action) or self.handlers.get("*")
         row.attempts += 1
         try:
-            delivery = Delivery(action.key, action.flow, action.participant, action.step,
-                                action.action, render_args(action.do, row.participant_type, action.data),
-                                render_settings(action.do, row.participant_type, action.data),
-                                action.data, action.at, row.attempts)
+            delivery = Delivery(action, row.participant_type, row.attempts)
             if handler is not None:
                 handler(delivery)
         except Exception as e:  # a handler's failure is data: retried, then kept

@@ -22,10 +22,12 @@ from flowlang.runtime.state import Participant
 MAX_TRANSITIONS = 10_000
 
 
-@attrs.frozen
+@attrs.define(slots=True, eq=False)
 class Action:
     """One action for the host: perform `do` (an IR action) for `participant`.
-    `key` is the idempotency key: flow version, participant, step, visit."""
+    `key` is the idempotency key: flow version, participant, step, visit.
+    (Not frozen: a frozen attrs class pays for every field on every creation, and
+    an engine makes one per action; nothing changes an Action after it is made.)"""
 
     key: str
     flow: str
@@ -150,7 +152,8 @@ class _Run:
         p.status = status
         p.step = None
         p.wake_at = None
-        self.note(f"finished: {status}")
+        if self.explain:
+            self.note(f"finished: {status}")
 
     def success_holds(self) -> bool:
         success = self.program.success
@@ -201,13 +204,16 @@ def _arrive_action(run: _Run, state: dict):
     missing = state["do"].get("when_missing")
     if missing is not None and not run.p.data.get(missing["field"]):
         if missing["rule"] == "exit":
-            run.note(f"{state['id']}: no {missing['field']}, exits")
+            if run.explain:
+                run.note(f"{state['id']}: no {missing['field']}, exits")
             run.finish("dropout", missing["actions"])
             return _REST
-        run.note(f"{state['id']}: no {missing['field']}, skipped")
+        if run.explain:
+            run.note(f"{state['id']}: no {missing['field']}, skipped")
         return state["next"]
     run.emit(state["do"], state["id"])
-    run.note(f"{state['id']}: {state['do']['action']}")
+    if run.explain:
+        run.note(f"{state['id']}: {state['do']['action']}")
     if run.check_exclusion():
         return _REST
     return state["next"]
@@ -216,32 +222,38 @@ def _arrive_action(run: _Run, state: dict):
 def _arrive_manual(run: _Run, state: dict):
     run.emit(state["do"], state["id"])
     run.p.wake_at = None
-    run.note(f"{state['id']}: {state['do']['action']} (manual: waits until done)")
+    if run.explain:
+        run.note(f"{state['id']}: {state['do']['action']} (manual: waits until done)")
     return _REST
 
 
 def _arrive_wait(run: _Run, state: dict):
     run.p.wake_at = run.program.due(state, run.now)
-    run.note(f"{state['id']}: waits until {run.p.wake_at.isoformat()}")
+    if run.explain:
+        run.note(f"{state['id']}: waits until {run.p.wake_at.isoformat()}")
     return _REST
 
 
 def _arrive_wait_until(run: _Run, state: dict):
     due = run.program.due(state, run.now)
     if due <= run.now:
-        run.note(f"{state['id']}: {state['date']} has passed, goes on")
+        if run.explain:
+            run.note(f"{state['id']}: {state['date']} has passed, goes on")
         return state["next"]
     run.p.wake_at = due
-    run.note(f"{state['id']}: waits until {due.isoformat()}")
+    if run.explain:
+        run.note(f"{state['id']}: waits until {due.isoformat()}")
     return _REST
 
 
 def _arrive_wait_for(run: _Run, state: dict):
     if evaluate(state["condition"], run.p):
-        run.note(f"{state['id']}: the condition already holds")
+        if run.explain:
+            run.note(f"{state['id']}: the condition already holds")
         return state["next"]
     run.p.wake_at = run.program.due(state, run.now)
-    run.note(f"{state['id']}: waits for the condition until {run.p.wake_at.isoformat()}")
+    if run.explain:
+        run.note(f"{state['id']}: waits for the condition until {run.p.wake_at.isoformat()}")
     return _REST
 
 
@@ -259,28 +271,34 @@ def _arrive_split(run: _Run, state: dict):
         for branch in state["branches"]:
             total += branch["weight"]
             if point < total:
-                run.note(f"{state['id']}: random branch \"{branch['name']}\"")
+                if run.explain:
+                    run.note(f"{state['id']}: random branch \"{branch['name']}\"")
                 return branch["next"]
     elif mode == "value":
         subject = evaluate(state["subject"], p)
         for branch in state["branches"]:
             if subject in branch["values"]:
-                run.note(f"{state['id']}: value {subject!r} takes branch \"{branch['name']}\"")
+                if run.explain:
+                    run.note(f"{state['id']}: value {subject!r} takes branch \"{branch['name']}\"")
                 return branch["next"]
     else:
         for branch in state["branches"]:
             if evaluate(branch["condition"], p):
-                run.note(f"{state['id']}: branch \"{branch['name']}\" holds")
+                if run.explain:
+                    run.note(f"{state['id']}: branch \"{branch['name']}\" holds")
                 return branch["next"]
     otherwise = state["otherwise"]
     if otherwise is None:
-        run.note(f"{state['id']}: no branch holds, goes on after the split")
+        if run.explain:
+            run.note(f"{state['id']}: no branch holds, goes on after the split")
         return state["next"]
     if otherwise["exit"]:
-        run.note(f"{state['id']}: no branch holds, otherwise exit")
+        if run.explain:
+            run.note(f"{state['id']}: no branch holds, otherwise exit")
         run.finish("dropout", otherwise["actions"])
         return _REST
-    run.note(f"{state['id']}: no branch holds, otherwise")
+    if run.explain:
+        run.note(f"{state['id']}: no branch holds, otherwise")
     return otherwise["next"]
 
 
@@ -350,16 +368,19 @@ def step(program: Program, participant: Participant, now: dt.datetime,
     state = program.states[p.step]
     if event is not None:
         apply_event(p, event)
-        run.note(f"event {event['type']}")
+        if run.explain:
+            run.note(f"event {event['type']}")
         if run.check_exclusion() or run.check_success():
             return StepResult(p, tuple(run.actions), p.wake_at, tuple(run.trace))
         kind = state["kind"]
         if kind == "wait_for" and evaluate(state["condition"], p):
-            run.note(f"{state['id']}: the condition holds")
+            if run.explain:
+                run.note(f"{state['id']}: the condition holds")
             p.wake_at = None
             run.go(state["next"])
         elif kind == "manual" and event["type"] == "task.done" and event.get("step") in (None, p.step):
-            run.note(f"{state['id']}: done")
+            if run.explain:
+                run.note(f"{state['id']}: done")
             p.wake_at = None
             run.go(state["next"])
     elif p.wake_at is not None and now >= p.wake_at:
@@ -367,13 +388,16 @@ def step(program: Program, participant: Participant, now: dt.datetime,
         kind = state["kind"]
         if kind == "wait_for":
             if state["on_timeout"] == "exit":
-                run.note(f"{state['id']}: timed out, else exit")
+                if run.explain:
+                    run.note(f"{state['id']}: timed out, else exit")
                 run.finish("dropout", state["timeout_actions"])
             else:
-                run.note(f"{state['id']}: timed out, goes on")
+                if run.explain:
+                    run.note(f"{state['id']}: timed out, goes on")
                 run.go(state["next"])
         else:
-            run.note(f"{state['id']}: time is up")
+            if run.explain:
+                run.note(f"{state['id']}: time is up")
             run.go(state["next"])
     return StepResult(p, tuple(run.actions), p.wake_at, tuple(run.trace))
 

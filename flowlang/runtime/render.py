@@ -4,7 +4,9 @@ A template that reaches for Python internals (`{{ person.__class__ }}`) or a fie
 the participant does not have fails with a clear error, never runs."""
 from __future__ import annotations
 
-from jinja2 import TemplateError
+import functools
+
+from jinja2 import Template, TemplateError
 from jinja2.sandbox import SecurityError
 
 from flowlang.templates import environment
@@ -14,11 +16,17 @@ class RenderError(Exception):
     pass
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(template: str) -> Template:
+    """Templates are few and participants many: compile each template once."""
+    return environment().from_string(template)
+
+
 def render_text(template: str, participant_type: str, data: dict) -> str:
     if "{" not in template:
         return template
     try:
-        return environment().from_string(template).render({participant_type: data})
+        return _compiled(template).render({participant_type: data})
     except SecurityError as e:
         raise RenderError(f"template refused by the sandbox: {e}") from None
     except TemplateError as e:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+_new = object.__new__
+
 STATUSES = ("queued", "active", "completed", "completed_success", "dropout", "failed")
 FINISHED = frozenset({"completed", "completed_success", "dropout", "failed"})
 
@@ -38,9 +40,22 @@ class Participant:
         self.auto_moves = True  # pipelines: off after a manual move backwards
 
     def copy(self) -> Participant:
-        other = Participant.__new__(Participant)
-        for name in Participant.__slots__:
-            setattr(other, name, getattr(self, name))
+        other = _new(Participant)
+        other.id = self.id
+        other.flow = self.flow
+        other.version = self.version
+        other.status = self.status
+        other.step = self.step
+        other.entered_at = self.entered_at
+        other.arrived_at = self.arrived_at
+        other.wake_at = self.wake_at
+        other.data = self.data
+        other.memberships = self.memberships
+        other.history = self.history
+        other.visits = self.visits
+        other.path = self.path
+        other.error = self.error
+        other.auto_moves = self.auto_moves
         return other
 
     def member_of(self, kind: str) -> frozenset:

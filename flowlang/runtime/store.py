@@ -65,6 +65,7 @@ class Store(Protocol):
     def archive(self, participant: Participant) -> None: ...
     def finished_runs(self, flow: str) -> Iterator[Participant]: ...
     def due(self, now: dt.datetime, limit: int) -> list[Participant]: ...
+    def schedule(self, participant: Participant) -> None: ...
     def next_due(self) -> dt.datetime | None: ...
     def hold_event(self, flow: str, event: dict) -> None: ...
     def held_events(self, flow: str) -> list[dict]: ...
@@ -86,7 +87,10 @@ class MemoryStore:
         self._flows: dict[str, FlowRecord] = {}
         self._participants: dict[str, dict[str, Participant]] = {}
         self._finished: dict[str, list[Participant]] = {}
-        self._timers: list = []
+        #: the due-time index: wake time -> participants, and a heap of the times;
+        #: those who wait together wake together, as one bucket
+        self._buckets: dict[dt.datetime, list[tuple[str, str]]] = {}
+        self._times: list[dt.datetime] = []
         self._seq = itertools.count()
         self._held: dict[str, list[dict]] = {}
         self._outbox: dict[str, OutboxRow] = {}
@@ -131,8 +135,7 @@ class MemoryStore:
         runs[participant.id] = participant
         timer_changed = before is None or before.wake_at != participant.wake_at
         if participant.wake_at is not None and participant.status == "active" and timer_changed:
-            heapq.heappush(self._timers, (participant.wake_at, next(self._seq),
-                                          participant.flow, participant.id))
+            self.schedule(participant)
         for row in outbox:
             self._outbox[row.key] = row
             heapq.heappush(self._outbox_heap, (row.next_attempt, next(self._seq), row.key))
@@ -143,6 +146,14 @@ class MemoryStore:
         self._outbox[row.key] = row
         heapq.heappush(self._outbox_heap, (row.next_attempt, next(self._seq), row.key))
 
+    def schedule(self, participant: Participant) -> None:
+        """Put a participant (back) into the due-time index at its `wake_at`."""
+        bucket = self._buckets.get(participant.wake_at)
+        if bucket is None:
+            bucket = self._buckets[participant.wake_at] = []
+            heapq.heappush(self._times, participant.wake_at)
+        bucket.append((participant.flow, participant.id))
+
     def archive(self, participant: Participant) -> None:
         """Keep a finished run for the counts before the person starts a new one."""
         self._finished.setdefault(participant.flow, []).append(participant)
@@ -151,25 +162,31 @@ class MemoryStore:
         return iter(self._finished.get(flow, ()))
 
     def due(self, now: dt.datetime, limit: int) -> list[Participant]:
-        out = []
+        out: list[Participant] = []
         taken = set()
-        while self._timers and self._timers[0][0] <= now and len(out) < limit:
-            wake_at, _, flow, pid = heapq.heappop(self._timers)
-            p = self._participants.get(flow, {}).get(pid)
-            if (p is not None and p.status == "active" and p.wake_at == wake_at
-                    and (flow, pid) not in taken):
-                taken.add((flow, pid))
-                out.append(p)
+        while self._times and self._times[0] <= now and len(out) < limit:
+            wake_at = self._times[0]
+            bucket = self._buckets[wake_at]
+            room = limit - len(out)
+            chunk, rest = bucket[:room], bucket[room:]
+            if rest:
+                self._buckets[wake_at] = rest
+            else:
+                heapq.heappop(self._times)
+                del self._buckets[wake_at]
+            runs = self._participants
+            for flow, pid in chunk:
+                p = runs.get(flow, {}).get(pid)
+                if (p is not None and p.status == "active" and p.wake_at == wake_at
+                        and (flow, pid) not in taken):
+                    taken.add((flow, pid))
+                    out.append(p)
         return out
 
     def next_due(self) -> dt.datetime | None:
-        while self._timers:
-            wake_at, _, flow, pid = self._timers[0]
-            p = self._participants.get(flow, {}).get(pid)
-            if p is not None and p.status == "active" and p.wake_at == wake_at:
-                return wake_at
-            heapq.heappop(self._timers)
-        return None
+        """The earliest time in the index (it may hold stale entries, which `due`
+        skips)."""
+        return self._times[0] if self._times else None
 
     # ------------------------------------------------------------------ events
     def hold_event(self, flow: str, event: dict) -> None:
