@@ -305,14 +305,14 @@ class Engine:
             return Admission(False, "refused", "already in the flow")
         if existing is not None and program.trigger.get("once_per_person"):
             return Admission(False, "refused", "once per person: already ran this flow")
-        candidate = Participant(pid, flow, program.version, dict(person["data"]),
-                                {k: frozenset(v) for k, v in person["memberships"].items()})
+        # the participant shares the person's data dict: both are copy-on-write
+        memberships = person["memberships"]
+        candidate = Participant(pid, flow, program.version, person["data"],
+                                {k: frozenset(v) for k, v in memberships.items()} if memberships else {})
         if not interp.admits(program, candidate, event):
             return Admission(False, "refused", "the trigger's filter or exclusion keeps it out")
         if existing is not None:
             self.store.archive(existing)
-        record.seen.add(pid)
-        self.store.put_flow(record)
         if record.status == "paused":
             self.store.save(candidate)
             return Admission(True, "queued")
@@ -346,7 +346,12 @@ class Engine:
             self._new_record(record, f"{base}-{n}", data, stage)
 
     def _person(self, pid: str, data: dict | None, memberships: dict | None) -> dict:
-        person = self.store.person(pid) or {"data": {}, "memberships": {}}
+        person = self.store.person(pid)
+        if person is None:
+            person = {"data": dict(data or {}),
+                      "memberships": {k: sorted(v) for k, v in (memberships or {}).items()}}
+            self.store.put_person(pid, person)
+            return person
         if data:
             person = {**person, "data": {**person["data"], **data}}
         if memberships:
@@ -467,9 +472,13 @@ class Engine:
             due = self.store.due(now, self.batch)
             if not due:
                 break
+            running: dict[str, bool] = {}
             for p in due:
-                record = self.store.flow(p.flow)
-                if record is None or record.status != "running":
+                live = running.get(p.flow)
+                if live is None:
+                    record = self.store.flow(p.flow)
+                    live = running[p.flow] = record is not None and record.status == "running"
+                if not live:
                     frozen.append(p)  # paused: resume moves its timers on
                     continue
                 self._save(interp.step(self.program(p.version), p, now, None, p.id in self.explain))
@@ -518,7 +527,7 @@ class Engine:
         pid = action.participant
         person = self.store.person(pid)
         if person is not None:
-            data = {**person["data"], **{k: v for k, v in action.data.items()}}
+            data = {**person["data"], **action.data} if action.do.get("operations") else person["data"]
             memberships = dict(person["memberships"])
             for effect in action.do.get("effects", ()):
                 kind = effect["kind"]

@@ -115,3 +115,48 @@ def evaluate(node: dict, participant) -> Any:
         return any(event_type == kind and matches(payload, match)
                    for event_type, payload in participant.history)
     raise ValueError(f"not an expression: {node!r}")
+
+
+def compile_expression(node: dict):
+    """The expression as a closure over a participant: the same meaning as
+    `evaluate`, built once per expression instead of walked per participant."""
+    if "op" in node:
+        op = node["op"]
+        args = [compile_expression(a) for a in node["args"]]
+        if op == "and":
+            a, b = args
+            return lambda p: bool(a(p)) and bool(b(p))
+        if op == "or":
+            a, b = args
+            return lambda p: bool(a(p)) or bool(b(p))
+        if op == "not":
+            (a,) = args
+            return lambda p: not a(p)
+        if op == "is set":
+            (a,) = args
+
+            def is_set(p):
+                value = a(p)
+                return value is not None and value != "" and value != []
+            return is_set
+        a, b = args
+        return lambda p: _compare(op, a(p), b(p))
+    if "field" in node:
+        path = tuple(node["field"])
+        if len(path) == 1:
+            name = path[0]
+            return lambda p: p.data.get(name)
+        return lambda p: field(p.data, path)
+    if "const" in node:
+        value = _const(node)
+        return lambda p: value
+    if "list" in node:
+        items = node["list"]
+        return lambda p: items
+    if "member" in node:
+        kind, name = node["member"], node["name"]
+        return lambda p: name in p.member_of(kind)
+    if "happened" in node:
+        kind, match = node["happened"], node["match"]
+        return lambda p: any(t == kind and matches(payload, match) for t, payload in p.history)
+    raise ValueError(f"not an expression: {node!r}")

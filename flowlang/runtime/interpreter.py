@@ -14,7 +14,7 @@ from typing import Callable
 import attrs
 
 from flowlang.runtime.calendar import Calendar
-from flowlang.runtime.expr import evaluate, matches
+from flowlang.runtime.expr import compile_expression, matches
 from flowlang.runtime.state import Participant
 
 #: A run may pass at most this many states without resting: a guard against a loop
@@ -68,7 +68,16 @@ class Program:
         self.trigger = machine["trigger"]
         self.exclude = frozenset(self.trigger.get("exclude") or ())
         self.seed = seed
+        self.key_prefix = self.version[7:19] + ":"
         self._due: dict = {}
+        self._tests: dict[int, tuple[dict, Callable]] = {}
+
+    def test(self, node: dict, participant) -> object:
+        """Evaluate an IR expression of this program (compiled once, on first use)."""
+        found = self._tests.get(id(node))
+        if found is None or found[0] is not node:
+            found = self._tests[id(node)] = (node, compile_expression(node))
+        return found[1](participant)
 
     def due(self, state: dict, now: dt.datetime) -> dt.datetime:
         """When a timed state that starts at `now` ends; memoised, since those who
@@ -108,9 +117,11 @@ class _Run:
     # ------------------------------------------------------------------ effects
     def emit(self, do: dict, step_id: str) -> None:
         p = self.p
-        visit = p.visits.get(step_id, 0) + 1
-        p.visits = {**p.visits, step_id: visit}
-        key = f"{self.program.version[7:19]}:{p.id}:{step_id}:{visit}"
+        # the visit: how many times the participant has been at the state that
+        # owns this action (the state itself, or the exit/split/wait that runs a
+        # block of actions); derived from the path, so nothing extra is stored
+        visit = p.path.count(p.step) if p.step is not None else 1
+        key = f"{self.program.key_prefix}{p.id}:{step_id}:{visit}"
         self.actions.append(Action(key, self.program.name, p.id, step_id, do["action"], do,
                                    self.now, p.data))
         self.apply_effects(do)
@@ -157,7 +168,7 @@ class _Run:
 
     def success_holds(self) -> bool:
         success = self.program.success
-        return success is not None and bool(evaluate(success, self.p))
+        return success is not None and bool(self.program.test(success, self.p))
 
     def check_success(self) -> bool:
         """The success criterion ends the run as soon as it holds."""
@@ -247,7 +258,7 @@ def _arrive_wait_until(run: _Run, state: dict):
 
 
 def _arrive_wait_for(run: _Run, state: dict):
-    if evaluate(state["condition"], run.p):
+    if run.program.test(state["condition"], run.p):
         if run.explain:
             run.note(f"{state['id']}: the condition already holds")
         return state["next"]
@@ -275,7 +286,7 @@ def _arrive_split(run: _Run, state: dict):
                     run.note(f"{state['id']}: random branch \"{branch['name']}\"")
                 return branch["next"]
     elif mode == "value":
-        subject = evaluate(state["subject"], p)
+        subject = run.program.test(state["subject"], p)
         for branch in state["branches"]:
             if subject in branch["values"]:
                 if run.explain:
@@ -283,7 +294,7 @@ def _arrive_split(run: _Run, state: dict):
                 return branch["next"]
     else:
         for branch in state["branches"]:
-            if evaluate(branch["condition"], p):
+            if run.program.test(branch["condition"], p):
                 if run.explain:
                     run.note(f"{state['id']}: branch \"{branch['name']}\" holds")
                 return branch["next"]
@@ -373,7 +384,7 @@ def step(program: Program, participant: Participant, now: dt.datetime,
         if run.check_exclusion() or run.check_success():
             return StepResult(p, tuple(run.actions), p.wake_at, tuple(run.trace))
         kind = state["kind"]
-        if kind == "wait_for" and evaluate(state["condition"], p):
+        if kind == "wait_for" and program.test(state["condition"], p):
             if run.explain:
                 run.note(f"{state['id']}: the condition holds")
             p.wake_at = None
@@ -413,7 +424,7 @@ def admits(program: Program, participant: Participant, event: dict | None = None
                    for e in trigger["events"]):
             return False
     flt = trigger.get("filter")
-    return flt is None or bool(evaluate(flt, participant))
+    return flt is None or bool(program.test(flt, participant))
 
 
 def enter_at(program: Program, participant: Participant, state_id: str, now: dt.datetime) -> StepResult:

@@ -25,9 +25,6 @@ class FlowRecord:
     status: str = "stopped"  # stopped | running | paused
     version: str | None = None  # the current deployed version's hash
     paused_at: dt.datetime | None = None
-    #: participants that entered any run of this flow (a restart after `end`
-    #: admits only new ones)
-    seen: set = attrs.field(factory=set)
     #: the participants whose runs `end` made dropout
     ended: set = attrs.field(factory=set)
     kind: str = "flow"  # flow | pipeline
@@ -94,9 +91,13 @@ class MemoryStore:
         self._seq = itertools.count()
         self._held: dict[str, list[dict]] = {}
         self._outbox: dict[str, OutboxRow] = {}
-        self._outbox_heap: list = []
+        #: pending rows by the time of their next attempt, like the timers
+        self._attempts: dict[dt.datetime, list[str]] = {}
+        self._attempt_times: list[dt.datetime] = []
         self._dead: list[DeadLetter] = []
         self._people: dict[str, dict] = {}
+        #: how many outbox rows were delivered (their rows are not kept)
+        self.sent = 0
 
     # ------------------------------------------------------------------ versions and flows
     def put_version(self, machine: dict) -> None:
@@ -137,14 +138,20 @@ class MemoryStore:
         if participant.wake_at is not None and participant.status == "active" and timer_changed:
             self.schedule(participant)
         for row in outbox:
-            self._outbox[row.key] = row
-            heapq.heappush(self._outbox_heap, (row.next_attempt, next(self._seq), row.key))
+            self.save_outbox(row)
 
     def save_outbox(self, row: OutboxRow) -> None:
         """An outbox row with no participant change (a pipeline handler's action
         for a person who is not a record of the pipeline)."""
         self._outbox[row.key] = row
-        heapq.heappush(self._outbox_heap, (row.next_attempt, next(self._seq), row.key))
+        self._queue_attempt(row)
+
+    def _queue_attempt(self, row: OutboxRow) -> None:
+        keys = self._attempts.get(row.next_attempt)
+        if keys is None:
+            keys = self._attempts[row.next_attempt] = []
+            heapq.heappush(self._attempt_times, row.next_attempt)
+        keys.append(row.key)
 
     def schedule(self, participant: Participant) -> None:
         """Put a participant (back) into the due-time index at its `wake_at`."""
@@ -197,27 +204,35 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ outbox
     def outbox_due(self, now: dt.datetime, limit: int) -> list[OutboxRow]:
-        out = []
-        while self._outbox_heap and self._outbox_heap[0][0] <= now and len(out) < limit:
-            when, _, key = heapq.heappop(self._outbox_heap)
-            row = self._outbox.get(key)
-            if row is not None and row.status == "pending" and row.next_attempt == when:
-                out.append(row)
+        out: list[OutboxRow] = []
+        while self._attempt_times and self._attempt_times[0] <= now and len(out) < limit:
+            when = self._attempt_times[0]
+            keys = self._attempts[when]
+            room = limit - len(out)
+            chunk, rest = keys[:room], keys[room:]
+            if rest:
+                self._attempts[when] = rest
+            else:
+                heapq.heappop(self._attempt_times)
+                del self._attempts[when]
+            for key in chunk:
+                row = self._outbox.get(key)
+                if row is not None and row.status == "pending" and row.next_attempt == when:
+                    out.append(row)
         return out
 
     def next_outbox(self) -> dt.datetime | None:
-        while self._outbox_heap:
-            when, _, key = self._outbox_heap[0]
-            row = self._outbox.get(key)
-            if row is not None and row.status == "pending" and row.next_attempt == when:
-                return when
-            heapq.heappop(self._outbox_heap)
-        return None
+        return self._attempt_times[0] if self._attempt_times else None
 
     def update_outbox(self, row: OutboxRow) -> None:
+        if row.status == "sent":
+            # delivered: memory holds only what is still to do or went wrong
+            self._outbox.pop(row.key, None)
+            self.sent += 1
+            return
         self._outbox[row.key] = row
         if row.status == "pending":
-            heapq.heappush(self._outbox_heap, (row.next_attempt, next(self._seq), row.key))
+            self._queue_attempt(row)
 
     def outbox(self) -> list[OutboxRow]:
         return list(self._outbox.values())
