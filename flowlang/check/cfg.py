@@ -47,6 +47,7 @@ import attrs
 
 from flowlang import nodes as n
 from flowlang.check.context import CheckContext, ResolvedAction
+from flowlang.check.effects import Effect, effects_of
 
 ENTRY, END = 0, 1
 _WAITS = (n.Wait, n.WaitUntil, n.WaitFor)
@@ -62,17 +63,16 @@ class Edge:
 
 @attrs.define(eq=False)
 class Node:
+    """A step or block action; `wait` when the participant rests there."""
+
     index: int
     #: The step, or the action line of an exit or `complete` block; None for entry and end.
     ast: n.Node | None
     wait: bool = False
-    #: The resolved action, for action steps and block actions.
+    #: The resolved action, for action steps and block actions, and its effects.
     action: ResolvedAction | None = None
+    effects: list[Effect] = attrs.field(factory=list)
     edges: list[Edge] = attrs.field(factory=list)
-
-    @property
-    def is_step(self) -> bool:
-        return isinstance(self.ast, n.Step)
 
 
 @attrs.define(eq=False)
@@ -90,8 +90,7 @@ class Graph:
     nodes: list[Node]
     blocks: list[Block]
     labels: dict[str, int]
-    _by_ast: dict[int, int]
-    _preds: list[list[int]] | None = None
+    _by_ast: dict[int, int]  # id(step or action line) -> node index
 
     def node_of(self, ast: n.Node) -> Node | None:
         index = self._by_ast.get(id(ast))
@@ -101,15 +100,6 @@ class Graph:
         for edge in self.nodes[index].edges:
             if back or not edge.back:
                 yield edge.target
-
-    def predecessors(self, index: int) -> list[int]:
-        if self._preds is None:
-            preds: list[list[int]] = [[] for _ in self.nodes]
-            for node in self.nodes:
-                for edge in node.edges:
-                    preds[edge.target].append(node.index)
-            self._preds = preds
-        return self._preds[index]
 
     def reachable(self, starts: Iterable[int] = (ENTRY,), *, through: Callable[[Node], bool] | None = None,
                   back: bool = True) -> set[int]:
@@ -181,7 +171,8 @@ class _Builder:
         action = self.ctx.action_of(ast)
         wait = isinstance(ast, _WAITS) or (action is not None and action.decl.manual)
         index = len(graph.nodes)
-        graph.nodes.append(Node(index, ast, wait, action))
+        effects = effects_of(action) if action is not None else []
+        graph.nodes.append(Node(index, ast, wait, action, effects))
         graph._by_ast[id(ast)] = index
         return index
 
@@ -253,14 +244,14 @@ class _Builder:
 
 
 def _exit_settings(action: ResolvedAction | None):
-    """Settings of an action that drop the participant out through a block:
-    `no mobile exit { … }` (a block setting whose chosen form is `exit`)."""
-    if action is None:
+    """The setting through which a participant drops out of an action, if it says
+    so: `no mobile exit { … }`, as the action's `when missing mobile follow "no
+    mobile"` declares."""
+    if action is None or action.decl.when_missing is None:
         return
-    for found in action.settings.values():
-        for setting in found:
-            if setting.decl.block and setting.word == "exit":
-                yield setting
+    setting = action.setting(action.decl.when_missing[1])
+    if setting is not None and setting.word == "exit":
+        yield setting
 
 
 def build(ctx: CheckContext, statements: Sequence[n.Node], owner: n.Node) -> Graph:

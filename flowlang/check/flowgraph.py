@@ -10,22 +10,22 @@
 Branch conditions are compared by evaluating them together over a small set of
 representative participants (`_Cases`): every field compared with constants gets
 each constant, a value between and around them, and "not set"; every other
-condition is a free true/false. A branch is shadowed when no case takes it but
-not an earlier one. This is sound (never a warning when in doubt) because the
-values chosen meet every comparison's boundaries, and conditions it cannot read
-are left free.
+condition is a free true/false. A branch is shadowed when every case that meets
+its condition meets an earlier branch's too. This is sound (no warning when in
+doubt): the values chosen cover every region the comparisons' boundaries draw,
+and the conditions it cannot read are left free.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import itertools
 import operator
-from typing import Iterator
+from typing import Callable, Iterator
 
 from flowlang import nodes as n
 from flowlang.check.cfg import END, ENTRY, Graph, describe, describe_expr, flow_graphs
 from flowlang.check.context import CheckContext
-from flowlang.check.effects import effects_of, value_text
+from flowlang.check.effects import value_text
 
 
 def rule(ctx: CheckContext) -> None:
@@ -46,26 +46,20 @@ def unreachable(ctx: CheckContext, graph: Graph) -> None:
     for block in graph.blocks:
         if block.owner not in reached:
             continue  # inside a step that is itself unreachable, and reported
-        previous: int | None = None
-        run: list[int] = []
-        for index in block.steps + [None]:
-            if index is not None and index not in reached:
-                if not run:
-                    start_after = previous
-                run.append(index)
-                previous = index
-                continue
-            if run:
-                _report_unreachable(ctx, graph, run, start_after)
-                run = []
-            previous = index
+        before: int | None = None  # the last step of the block that runs
+        for position, index in enumerate(block.steps):
+            if index in reached:
+                before = index
+            elif position == 0 or block.steps[position - 1] in reached:
+                run = list(itertools.takewhile(lambda i: i not in reached, block.steps[position:]))
+                _report_unreachable(ctx, graph, run, before)
 
 
 def _report_unreachable(ctx: CheckContext, graph: Graph, run: list[int], after: int | None) -> None:
     first = graph.nodes[run[0]].ast
     before = graph.nodes[after].ast if after is not None else None
-    what = f"`{describe(first)}`" + (f" and the {len(run) - 1} step{'s' if len(run) > 2 else ''} "
-                                       "after it" if len(run) > 1 else "")
+    more = {1: "", 2: " and the step after it"}.get(len(run), f" and the {len(run) - 1} steps after it")
+    what = f"`{describe(first)}`{more}"
     if isinstance(before, (n.Complete, n.Exit, n.Goto)):
         why = f"it comes after `{describe(before)}`, which ends the path"
         help = f"remove it, or move it before `{describe(before)}`"
@@ -134,13 +128,18 @@ def when_branches(ctx: CheckContext, split: n.Split) -> None:
                        help="fix the condition, or remove the branch")
             continue
         alone = [i for i in range(j) if all(row[i] for row in table if row[j])]
-        covering = alone[:1] or [i for i in range(j) if any(row[i] and row[j] for row in table)]
-        names = " and ".join(f'"{branches[i].name.value}"' for i in covering)
+        # else the branches that take its participants first
+        covering = alone[:1] or sorted({row.index(True) for row in table if row[j]})
+        names = _listing([f'"{branches[i].name.value}"' for i in covering])
         ctx.report("FL403", branch, f'branch "{name}" can never be taken: every participant it '
                    f"matches is taken by branch{'es' if len(covering) > 1 else ''} {names} before it",
                    related=[(branches[i], f'branch "{branches[i].name.value}" comes first')
                             for i in covering],
                    help=f'put branch "{name}" before {names}, or change its condition')
+
+
+def _listing(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 #: Above this many representative participants, a split is not judged.
@@ -149,67 +148,59 @@ _MISSING = object()
 
 
 class _Cases:
-    """Representative participants for a set of conditions (see the module doc)."""
+    """Representative participants for a set of conditions (see the module doc).
+    Each variable — a field, or a condition read as a free true/false — gets a
+    position in one tuple; each condition is compiled once to a test of it."""
 
     def __init__(self, conditions: list[n.Node]):
-        self.conditions = conditions
-        self.fields: dict[tuple[str, ...], set] = {}
-        self.opaque: dict[n.Node, int] = {}
-        for condition in conditions:
-            self.collect(condition)
+        self.variables: dict[object, int] = {}
+        self.values: list[set] = []
+        self.tests = [self.compile(c) for c in conditions]
 
-    def collect(self, node: n.Node) -> None:
+    def variable(self, key: object, values=()) -> int:
+        index = self.variables.get(key)
+        if index is None:
+            index = self.variables[key] = len(self.values)
+            self.values.append(set())
+        self.values[index].update(values)
+        return index
+
+    def compile(self, node: n.Node) -> Callable[[tuple], bool]:
+        """A test with the runtime's meaning (`flowlang.runtime.expr`): comparisons
+        with a field that is not set are false, `not in` is true."""
         if isinstance(node, n.BoolOp):
-            self.collect(node.left)
-            self.collect(node.right)
-        elif isinstance(node, n.Not):
-            self.collect(node.operand)
-        elif isinstance(node, n.IsSet) and isinstance(node.operand, n.Ref):
-            self.fields.setdefault(node.operand.path, set())
-        elif isinstance(node, n.Ref):
-            self.fields.setdefault(node.path, set()).update((True, False))
-        elif (comparison := _field_comparison(node)) is not None:
-            path, _, constant = comparison
-            values = self.fields.setdefault(path, set())
-            values.update(constant if isinstance(constant, tuple) else (constant,))
-        else:
-            self.opaque.setdefault(node, len(self.opaque))
-
-    def table(self) -> list[list[bool]] | None:
-        """For each representative participant, which conditions hold."""
-        samples = {path: _samples(values) for path, values in self.fields.items()}
-        count = 2 ** len(self.opaque)
-        for values in samples.values():
-            count *= len(values)
-        if count > MAX_CASES:
-            return None
-        paths = list(samples)
-        rows = []
-        for values in itertools.product(*(samples[p] for p in paths)):
-            data = dict(zip(paths, values))
-            for truths in itertools.product((False, True), repeat=len(self.opaque)):
-                rows.append([self.holds(c, data, truths) for c in self.conditions])
-        return rows
-
-    def holds(self, node: n.Node, data: dict, truths: tuple[bool, ...]) -> bool:
-        """The runtime's meaning (`flowlang.runtime.expr`): comparisons with a field
-        that is not set are false, `not in` true."""
-        if isinstance(node, n.BoolOp):
-            left = self.holds(node.left, data, truths)
+            left, right = self.compile(node.left), self.compile(node.right)
             if node.op == "and":
-                return left and self.holds(node.right, data, truths)
-            return left or self.holds(node.right, data, truths)
+                return lambda case: left(case) and right(case)
+            return lambda case: left(case) or right(case)
         if isinstance(node, n.Not):
-            return not self.holds(node.operand, data, truths)
+            operand = self.compile(node.operand)
+            return lambda case: not operand(case)
         if isinstance(node, n.IsSet) and isinstance(node.operand, n.Ref):
-            return (data[node.operand.path] is None) == node.negated
+            i, negated = self.variable(("field", node.operand.path)), node.negated
+            return lambda case: (case[i] is None) == negated
         if isinstance(node, n.Ref):
-            return bool(data[node.path])
+            i = self.variable(("field", node.path), (True, False))
+            return lambda case: bool(case[i])
         comparison = _field_comparison(node)
         if comparison is not None:
             path, op, constant = comparison
-            return _compare(op, data[path], constant)
-        return truths[self.opaque[node]]
+            i = self.variable(("field", path), constant if isinstance(constant, tuple) else (constant,))
+            return _comparison(op, i, constant)
+        i = self.variable(("condition", node), (False, True))
+        return lambda case: case[i]
+
+    def table(self) -> list[list[bool]] | None:
+        """For each representative participant, which conditions hold."""
+        samples = [[False, True] if kind == "condition" else _samples(values)
+                   for (kind, _), values in zip(self.variables, self.values)]
+        count = 1
+        for values in samples:
+            count *= len(values)
+        if count > MAX_CASES:
+            return None
+        tests = self.tests
+        return [[test(case) for test in tests] for case in itertools.product(*samples)]
 
 
 _ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -263,19 +254,26 @@ def _samples(constants: set) -> list:
     return list(dict.fromkeys(out))
 
 
-def _compare(op: str, value, constant) -> bool:
+def _comparison(op: str, i: int, constant) -> Callable[[tuple], bool]:
     if op == "==":
-        return value == constant
+        return lambda case: case[i] == constant
     if op == "!=":
-        return value != constant
-    if op in ("in", "not in"):
-        return (value in constant) == (op == "in")
-    if value is None:
-        return False
-    try:
-        return _ORDER[op](value, constant)
-    except TypeError:
-        return False
+        return lambda case: case[i] != constant
+    if op == "in":
+        return lambda case: case[i] in constant
+    if op == "not in":
+        return lambda case: case[i] not in constant
+    order = _ORDER[op]
+
+    def ordered(case: tuple) -> bool:
+        value = case[i]
+        if value is None:
+            return False
+        try:
+            return order(value, constant)
+        except TypeError:  # a value of another type: false, as at run time
+            return False
+    return ordered
 
 
 # ---------------------------------------------------------------------- FL404
@@ -293,10 +291,7 @@ def behaviour_before_send(ctx: CheckContext, graph: Graph) -> None:
 
 
 def _sends(graph: Graph, index: int) -> set[tuple]:
-    action = graph.nodes[index].action
-    if action is None:
-        return set()
-    return {(e.verb, e.kind, e.target) for e in effects_of(action) if e.verb == "sends"}
+    return {(e.verb, e.kind, e.target) for e in graph.nodes[index].effects if e.verb == "sends"}
 
 
 def _must_be_sent(graph: Graph) -> dict[int, frozenset]:
@@ -393,7 +388,7 @@ def hand_over_cycles(ctx: CheckContext, graphs: list[Graph]) -> None:
             node = graph.nodes[index]
             if node.wait or node.action is None or index == END:
                 continue
-            for effect in effects_of(node.action):
+            for effect in node.effects:
                 if effect.verb == "hands_over" and effect.kind == "flow" and effect.target in order:
                     edges.setdefault(name, {}).setdefault(effect.target, []).append(node.ast)
     for cycle in _cycles(edges, order):
@@ -431,7 +426,7 @@ def _cycles(edges: dict[str, dict[str, list]], order: dict[str, int]) -> Iterato
         stack = [(start, iter(sorted(edges.get(start, {}), key=order.get)))]
         path = [start]
         while stack:
-            flow, targets = stack[-1]
+            _, targets = stack[-1]
             steps += 1
             if steps > MAX_SEARCH:
                 return

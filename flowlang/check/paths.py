@@ -14,7 +14,7 @@ from __future__ import annotations
 from flowlang import nodes as n
 from flowlang.check.cfg import Graph, describe, flow_graphs, handler_graphs
 from flowlang.check.context import CheckContext, ResolvedAction
-from flowlang.check.effects import OPPOSITE, Effect, conflicts, duplicates, effects_of
+from flowlang.check.effects import OPPOSITE, Effect, conflicts, duplicates
 
 
 def rule(ctx: CheckContext) -> None:
@@ -29,8 +29,8 @@ class _Paths:
         self.reached = graph.reachable()
         #: node index -> its effects, for reachable action nodes.
         self.effects: dict[int, list[Effect]] = {
-            node.index: effects_of(node.action) for node in graph.nodes
-            if node.action is not None and node.index in self.reached}
+            node.index: node.effects for node in graph.nodes
+            if node.effects and node.index in self.reached}
         #: Later places already reported, so that each is reported once.
         self.reported: set[int] = set()
 
