@@ -1,4 +1,4 @@
-"""The canonical formatter: an AST and its comments to text.
+r'''The canonical formatter: an AST and its comments to text.
 
 One layout for every file, so that a diff shows a change of meaning and never a change
 of taste, and golden files stay stable. The formatter prints the AST rather than
@@ -28,24 +28,24 @@ Layout
   place that the layout folds onto one line (inside a multi-line list) moves to its own
   line just before its statement. None is lost, duplicated or reordered.
 - Lists are written on one line, `["a", "b"]`, without a trailing comma.
-- One-line strings are escaped with `literals.escape`. A `\"\"\"` string opens with
-  `\"\"\"` and a line break; each line of its value is indented two spaces deeper than
-  the statement (empty lines stay empty), and the closing `\"\"\"` sits on its own line
-  at that same indentation. Inside it `\\`, `\\t` and a third `"` in a row are escaped;
-  where a value line would end in whitespace, or where every line starts with a space
-  (which the dedent would remove), the line break is written as `\\n` instead. A value
-  ending in a space cannot be written as a `\"\"\"` string (the parser strips it), nor
-  can any string hold a carriage return (the parser reads one as a line end); the parser
-  never produces such values.
+- One-line strings are escaped with `literals.escape`. A `"""` string opens with
+  `"""` and a line break; each line of its value is indented two spaces deeper than
+  the statement (empty lines stay empty), and the closing `"""` sits on its own line
+  at that same indentation. Inside it a backslash is written `\\`, a tab `\t`, and
+  every third `"` in a row `\"`; where a value line would end in whitespace, or where
+  every line starts with a space (which the dedent would remove), the line break is
+  written `\n` instead. A value ending in a space cannot be written as a `"""` string
+  (the parser strips it), nor can any string hold a carriage return (the parser reads
+  one as a line end); the parser never produces such values.
 - Numbers by value: an int in digits, a float by `repr` (in positional notation where
   `repr` uses an exponent, which the grammar lacks). Durations `1 day 12 hours` (the
   singular for exactly 1), sizes `3 MB`, percentages `50%`, dates `2026-12-24`, times
-  `09:30`. An invalid literal prints its original text.
+  `09:30`. An invalid literal prints the text the parser kept for it.
 - Expressions get the fewest parentheses the precedence allows (`or` < `and` < `not` <
   comparisons, `in`, `is set`; a comparison's operands are plain operands):
   `not a == 1` is `not (a == 1)`, `(a or b) and c` keeps its parentheses.
 - The order of items in flows, pipelines, forms, splits and blocks is the AST's order.
-"""
+'''
 from __future__ import annotations
 
 import bisect
@@ -106,8 +106,9 @@ def _string(node: n.Str, indent: str) -> str:
 
 
 def _triple_lines(value: str) -> list[str]:
-    """The raw lines of a `\"\"\"` string whose value is `value`, once the parser has
-    stripped each line's end, dedented them and resolved the escapes."""
+    """The raw lines of a `\"\"\"` string that reads back as `value`. The parser strips
+    each line's end and dedents the lines before it resolves escapes, so whitespace at
+    a line's end and a margin common to every line need an escape to survive."""
     raw: list[str] = []
     for line in value.split("\n"):
         text = _escape_triple(line)

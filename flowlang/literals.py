@@ -118,9 +118,11 @@ def parse_quantity(amounts: list[tuple[Number, str | None]]) -> Duration | Size:
 
 def parse_date(text: str) -> _dt.date:
     year, month, day = (int(x) for x in text.split("-"))
+    if year < 1:
+        raise LiteralError(f"`{text}` is not a date: years start at 0001")
     if not 1 <= month <= 12:
         raise LiteralError(f"`{text}` is not a date: there is no month {month}")
-    last = calendar.monthrange(year, month)[1] if year >= 1 else 31
+    last = calendar.monthrange(year, month)[1]
     if not 1 <= day <= last:
         name = calendar.month_name[month]
         raise LiteralError(f"`{text}` is not a date: {name} {year} has {last} days")

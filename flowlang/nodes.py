@@ -66,14 +66,14 @@ class Percent(Node):
 
 @attrs.frozen
 class DateLit(Node):
-    value: _dt.date | None
-    text: str = ""
+    value: _dt.date | None  # None: the literal was invalid (FL101 reported)
+    text: str = attrs.field(default="", eq=False)
 
 
 @attrs.frozen
 class TimeLit(Node):
     value: _dt.time | None
-    text: str = ""
+    text: str = attrs.field(default="", eq=False)
 
 
 @attrs.frozen
