@@ -192,7 +192,7 @@ class FlowWriter:
 
     def step_sms(self, sent, depth, final) -> bool:
         w, rng = self.w, self.rng
-        text = rng.choice(SMS_TEXTS).replace("{topic}", self.topic())
+        text = rng.choice(SMS_TEXTS).replace("{topic}", self.topic()) + f" {self.p.fresh('#')}"
         if rng.random() < 0.5:
             w.line(f'send sms {{ text "{text}" ; no mobile skip }}')
         else:
@@ -206,10 +206,12 @@ class FlowWriter:
     def step_update(self, sent, depth, final) -> bool:
         w, rng = self.w, self.rng
         w.open("update person")
-        ops = rng.sample([f'set lead_status = "{rng.choice(["Engaged", "Warm", "Hot", "Cold"])}"',
+        ops = rng.sample([f'set lead_status = "{rng.choice(["Engaged", "Warm", "Hot", "Cold"])} '
+                          f'{self.p.fresh("#")}"',
                           f"increase score by {rng.randrange(1, 30)}",
-                          f'add "{self.topic()}" to topics', "clear renewal_date",
-                          f'set language = "{rng.choice(["en", "no", "sv", "da"])}"'],
+                          f'add "{self.topic()} {self.p.fresh("#")}" to topics',
+                          f"set renewal_date = 2027-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}",
+                          f'set language = "{self.p.fresh("lang-")}"'],
                          rng.randrange(1, 4))
         for op in ops:
             w.line(op)
@@ -251,7 +253,7 @@ class FlowWriter:
             w.line("owner our_contact")
         else:
             w.open("distribute to owner")
-            names = rng.sample(FIRST_NAMES, rng.randrange(1, 4))
+            names = rng.sample(FIRST_NAMES, rng.randrange(1, 4)) + [f"Agent {self.p.fresh('')}"]
             w.line("among [" + ", ".join(f'"{n}"' for n in names) + "]")
             if rng.random() < 0.5:
                 w.line("only if unassigned")
@@ -264,12 +266,12 @@ class FlowWriter:
         if rng.random() < 0.6:
             w.open("notify email")
             w.line(rng.choice(["to our_contact", "to our_service_contact", 'to "sales@acme.example"']))
-            w.line(f'subject "Lead update: {{{{ {self._person()}.first_name }}}}"')
+            w.line(f'subject "Lead update {self.p.fresh("#")}: {{{{ {self._person()}.first_name }}}}"')
             w.line(f'text "Please follow up on {self.topic()}."')
         else:
             w.open("notify sms")
             w.line(rng.choice(["to our_contact", "to our_service_contact"]))
-            w.line(f'text "New lead: {{{{ {self._person()}.full_name }}}}"')
+            w.line(f'text "New lead {self.p.fresh("#")}: {{{{ {self._person()}.full_name }}}}"')
         w.close()
         return False
 
@@ -277,7 +279,8 @@ class FlowWriter:
         return "person" if self.entity == "person" else f"{self.entity}.person"
 
     def step_script(self, sent, depth, final) -> bool:
-        self.w.line(f'run script "{self.rng.choice(["sync-to-erp", "score-refresh", "tag-lead"])}"')
+        script = self.rng.choice(["sync-to-erp", "score-refresh", "tag-lead"])
+        self.w.line(f'run script "{script}-{self.p.fresh("")}"')
         return False
 
     def step_deal_step(self, sent, depth, final) -> bool:
