@@ -29,20 +29,9 @@ class Slot:
 class Pattern:
     items: tuple[str | Slot, ...]
     text: str
-
-    @property
-    def words(self) -> tuple[str, ...]:
-        """The literal words before the first slot: the phrase that names it."""
-        out = []
-        for item in self.items:
-            if isinstance(item, Slot):
-                break
-            out.append(item)
-        return tuple(out)
-
-    @property
-    def slots(self) -> tuple[Slot, ...]:
-        return tuple(i for i in self.items if isinstance(i, Slot))
+    #: The literal words before the first slot: the phrase that names it.
+    words: tuple[str, ...] = attrs.field(eq=False, default=())
+    slots: tuple[Slot, ...] = attrs.field(eq=False, default=())
 
     def describe(self) -> str:
         """The pattern as a user reads it: `task in DURATION`."""
@@ -54,7 +43,13 @@ def parse_pattern(text: str) -> Pattern:
     for word in text.split():
         match = _SLOT.fullmatch(word)
         items.append(Slot(match.group(1), bool(match.group(2))) if match else word)
-    return Pattern(tuple(items), text)
+    words: list[str] = []
+    for item in items:
+        if isinstance(item, Slot):
+            break
+        words.append(item)
+    slots = tuple(i for i in items if isinstance(i, Slot))
+    return Pattern(tuple(items), text, tuple(words), slots)
 
 
 #: How a slot reads in a message.

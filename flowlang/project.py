@@ -7,6 +7,7 @@ from typing import Iterable
 
 import attrs
 
+from flowlang.gcpause import batch
 from flowlang.source import SourceFile
 from flowlang.syntax import ParseResult, parse
 
@@ -65,11 +66,13 @@ def read_source(path: Path) -> SourceFile:
     return SourceFile(str(path), text)
 
 
+@batch
 def load_project(paths: Iterable[str]) -> Project:
     sources = [read_source(p) for p in find_files(paths)]
     return Project(sources, [parse(s) for s in sources])
 
 
+@batch
 def project_from_texts(texts: dict[str, str]) -> Project:
     """A project from in-memory files (tests, embedding)."""
     sources = [SourceFile(path, text) for path, text in texts.items()]

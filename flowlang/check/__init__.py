@@ -11,6 +11,7 @@ from __future__ import annotations
 from flowlang.check import fields, flowgraph, names, paths, requirements, resolve, splits
 from flowlang.check.context import CheckContext, build_context
 from flowlang.diagnostics import Diagnostic
+from flowlang.gcpause import batch
 from flowlang.project import Project
 
 #: The semantic rules, in order; each is `rule(context) -> None` and reports
@@ -26,6 +27,7 @@ RULES = (
 )
 
 
+@batch
 def analyse(project: Project) -> CheckContext:
     """Run every rule; the context keeps what they learned (for the compiler)."""
     ctx = build_context(project)
@@ -36,6 +38,7 @@ def analyse(project: Project) -> CheckContext:
     return ctx
 
 
+@batch
 def check_project(project: Project) -> list[Diagnostic]:
     ctx = analyse(project)
     unique = dict.fromkeys(ctx.diagnostics)
