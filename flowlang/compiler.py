@@ -13,6 +13,7 @@ apart by their order (label them to pin their ids).
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 from typing import Iterable
 
 import attrs
@@ -79,6 +80,15 @@ def value(node: n.Node | None):
     if isinstance(node, n.ListLit):
         return [value(i) for i in node.items]
     return None
+
+
+def _json(data):
+    """An effect's target or value as JSON data (tuples as lists, dates as text)."""
+    if isinstance(data, (tuple, list)):
+        return [_json(d) for d in data]
+    if isinstance(data, (_dt.date, _dt.time)):
+        return data.isoformat()
+    return data
 
 
 def span(node: n.Node) -> dict:
@@ -190,8 +200,8 @@ def action(ctx: CheckContext, resolved: ResolvedAction, step_id: str) -> dict:
         "templates": [],
         "manual": decl.manual,
         "delivery": decl.delivery,
-        "effects": [{"verb": e.verb, "kind": e.kind, "target": e.target, "value": e.value}
-                    for e in effects_of(resolved)],
+        "effects": [{"verb": e.verb, "kind": e.kind, "target": _json(e.target),
+                     "value": _json(e.value)} for e in effects_of(resolved)],
         "span": span(resolved.command),
     }
     for setting in decl.settings:
@@ -205,10 +215,9 @@ def action(ctx: CheckContext, resolved: ResolvedAction, step_id: str) -> dict:
         if setting.block:
             blocks = [s.line.body for s in found if s.line.body is not None]
             if blocks:
-                out.setdefault("blocks", {})[setting.text] = [
-                    action(ctx, ctx.action_of(cmd), f"{step_id}/{setting.text.replace(' ', '-')}-{i}")
-                    for block in blocks for i, cmd in enumerate(block.statements, 1)
-                    if ctx.action_of(cmd) is not None]
+                prefix = f"{step_id}/{ir.slug(setting.text)}-"
+                out.setdefault("blocks", {})[setting.text] = action_list(
+                    ctx, [cmd for block in blocks for cmd in block.statements], prefix)
     if any(s.kind == "template" for s in decl.pattern.slots):
         out["templates"].append("$args")
     if decl.when_missing is not None:
@@ -222,29 +231,98 @@ def action(ctx: CheckContext, resolved: ResolvedAction, step_id: str) -> dict:
     return out
 
 
+def action_list(ctx: CheckContext, statements, prefix: str) -> list[dict]:
+    """A block of actions (exit, complete, timeout, setting blocks, handlers), each
+    with an id: a slug of its phrase and arguments under `prefix`, numbered only
+    when two are identical."""
+    out = []
+    seen: dict[str, int] = {}
+    for cmd in statements:
+        resolved = ctx.action_of(cmd)
+        if resolved is None:
+            continue
+        base = prefix + ir.slug(" ".join(resolved.decl.pattern.words) + " " +
+                                " ".join(_text(a) for a in resolved.args if a is not None))
+        seen[base] = seen.get(base, 0) + 1
+        out.append(action(ctx, resolved, base if seen[base] == 1 else f"{base}-{seen[base]}"))
+    return out
+
+
 # ---------------------------------------------------------------------- flows
 
+def _digest(step: n.Node) -> str:
+    """A short digest of a step's content (its AST without positions). For a split,
+    only its own line and its branches' names count, not what the branches hold,
+    so that editing a step inside it leaves the split's id (and so theirs) alone."""
+    if isinstance(step, n.Split):
+        heads = [(i.name if isinstance(i, n.Branch) else i.values if isinstance(i, n.ValueBranch)
+                  else "otherwise") for i in step.items]
+        content = repr((step.mode, step.subject, heads))
+    elif isinstance(step, n.Command) and step.body is not None:
+        # a setting's own block of steps (`no mobile exit { … }`) has ids of its own
+        lines = [line.parts if isinstance(line, n.Command) else line for line in step.body.statements]
+        content = repr((step.parts, lines))
+    else:
+        content = repr(step)
+    return hashlib.blake2b(content.encode("utf-8"), digest_size=3).hexdigest()
+
+
 def _step_slug(ctx: CheckContext, step: n.Node) -> str:
+    """A readable id for a step from its content. Steps whose words say little on
+    their own (`update person`, `wait for`, `send sms`, an untitled split) or whose
+    slug was cut short get a digest of their content too, so that two different
+    such steps in one block never depend on their order."""
+    text, specific = _step_text(ctx, step)
+    slug = ir.slug(text)
+    if not specific or len(slug) < len(ir.slug(text, limit=10_000)):
+        slug = f"{slug}-{_digest(step)}"
+    return slug
+
+
+def _step_text(ctx: CheckContext, step: n.Node) -> tuple[str, bool]:
+    """The words a step's id is made of, and whether they tell it apart."""
     if isinstance(step, n.Command):
         resolved = ctx.action_of(step)
         arg = resolved.arg() if resolved is not None else None
-        text = step.text + (" " + _text(arg) if arg is not None else "")
-        return ir.slug(text)
+        if arg is None:
+            return step.text, False
+        return step.text + " " + _text(arg), True
     if isinstance(step, n.Wait):
-        return ir.slug("wait " + _text(step.duration))
+        return "wait " + _text(step.duration), True
     if isinstance(step, n.WaitUntil):
-        return ir.slug("wait until " + (step.date.text or "") + " " + (step.time.text if step.time else ""))
+        return "wait until " + (step.date.text or "") + " " + (step.time.text if step.time else ""), True
     if isinstance(step, n.WaitFor):
-        return "wait-for"
+        condition = _condition_text(step.condition)
+        return ("wait for " + condition, True) if condition else ("wait for", False)
     if isinstance(step, n.Split):
-        return ir.slug("split " + (step.title.value if isinstance(step.title, n.Str) else ""))
+        if isinstance(step.title, n.Str):
+            return "split " + step.title.value, True
+        if step.mode == "value" and isinstance(step.subject, n.Ref):
+            return "split on " + step.subject.dotted, True
+        return "split", False
     if isinstance(step, n.Goto):
-        return ir.slug("goto " + step.target.text)
+        return "goto " + step.target.text, True
     if isinstance(step, n.Exit):
-        return "exit"
+        return "exit", True  # nothing can follow an exit in its block
     if isinstance(step, n.Complete):
-        return "complete"
-    return "step"
+        return "complete", True
+    return "step", False
+
+
+def _condition_text(node: n.Node) -> str | None:
+    """`clicked link pricing`, `opened email Welcome`: a behaviour condition or a
+    field, as words; None for anything more complex."""
+    if isinstance(node, n.Phrase):
+        return " ".join(p.text if isinstance(p, n.Word) else p.dotted if isinstance(p, n.Ref)
+                        else p.value for p in node.parts)
+    if isinstance(node, n.Ref):
+        return node.dotted
+    return None
+
+
+def _all_steps(statements):
+    from flowlang.check.steps import walk
+    return walk(statements)
 
 
 class FlowCompiler:
@@ -254,6 +332,7 @@ class FlowCompiler:
         self.participant = flow.participant
         self.ids: dict[int, str] = {}
         self.states: list[dict] = []
+        self.labels = {step.label.text for step in _all_steps(flow.steps) if step.label is not None}
 
     # ids first, so that a goto can name a later step
     def assign_ids(self, statements: Iterable[n.Node], prefix: str) -> None:
@@ -265,11 +344,20 @@ class FlowCompiler:
                 base = prefix + _step_slug(self.ctx, step)
                 seen[base] = seen.get(base, 0) + 1
                 step_id = base if seen[base] == 1 else f"{base}-{seen[base]}"
+                while step_id in self.labels:  # a label owns its name
+                    seen[base] += 1
+                    step_id = f"{base}-{seen[base]}"
             self.ids[id(step)] = step_id
             if isinstance(step, n.Split):
+                branches: dict[str, int] = {}
                 for item in step.items:
-                    if item.body is not None:
-                        self.assign_ids(item.body.statements, f"{step_id}/{self.branch_slug(item)}/")
+                    if item.body is None:
+                        continue
+                    slug = self.branch_slug(item)
+                    branches[slug] = branches.get(slug, 0) + 1
+                    if branches[slug] > 1:
+                        slug = f"{slug}-{branches[slug]}"
+                    self.assign_ids(item.body.statements, f"{step_id}/{slug}/")
 
     @staticmethod
     def branch_slug(item: n.Node) -> str:
@@ -284,8 +372,9 @@ class FlowCompiler:
         self.assign_ids(flow.steps, "")
         start = self.block(flow.steps, None)
         vocabulary = ctx.registry.scoped("settings")
-        settings = setting_map(ctx, flow_settings(ctx, flow), vocabulary)
-        settings.setdefault("timezone", "UTC")
+        settings = _machine_settings(ctx, flow)
+        # states in source order (a split's own state before its branches')
+        self.states.sort(key=lambda state: (state["span"]["line"], state["span"]["column"]))
         authorized = [setting_value(ctx.resolved_settings[id(line)])
                       for item in flow.items if isinstance(item, n.Settings)
                       for line in item.body.statements
@@ -330,17 +419,7 @@ class FlowCompiler:
         return out
 
     def actions(self, statements: Iterable[n.Node], prefix: str) -> list[dict]:
-        out = []
-        seen: dict[str, int] = {}
-        for cmd in statements:
-            resolved = self.ctx.action_of(cmd)
-            if resolved is None:
-                continue
-            base = prefix + ir.slug(" ".join(resolved.decl.pattern.words) + " " +
-                                    " ".join(_text(a) for a in resolved.args if a is not None))
-            seen[base] = seen.get(base, 0) + 1
-            out.append(action(self.ctx, resolved, base if seen[base] == 1 else f"{base}-{seen[base]}"))
-        return out
+        return action_list(self.ctx, statements, prefix)
 
     def block(self, statements, follow: str | None) -> str | None:
         """Compile a block of steps; returns the id of its first state (or
@@ -430,12 +509,23 @@ class FlowCompiler:
                 "branches": branches, "otherwise": otherwise, "next": after}
 
 
+def _machine_settings(ctx: CheckContext, decl) -> dict:
+    """A flow's or pipeline's settings with the defaults of DESIGN §5.1 applied:
+    time zone UTC, workdays monday to friday (as a list of day names)."""
+    settings = setting_map(ctx, flow_settings(ctx, decl), ctx.registry.scoped("settings"))
+    settings.setdefault("timezone", "UTC")
+    workdays = settings.get("workdays", "mon tue wed thu fri")
+    settings["workdays"] = workdays.split() if isinstance(workdays, str) else workdays
+    return settings
+
+
 # ---------------------------------------------------------------------- pipelines
 
 def compile_pipeline(ctx: CheckContext, pipeline: n.Pipeline) -> dict:
     participant = pipeline.participant
     helper = FlowCompiler(ctx, n.Flow(pipeline.name, pipeline.title, (), span=pipeline.span))
     stages, moves, handlers = [], [], []
+    seen: dict[str, int] = {}
     for item in pipeline.items:
         if isinstance(item, n.Stage):
             lines = item.items or ()
@@ -450,15 +540,15 @@ def compile_pipeline(ctx: CheckContext, pipeline: n.Pipeline) -> dict:
             moves.append({"from": item.source.text, "to": item.target.text,
                           "on": [event(ctx, e, participant) for e in item.events], "span": span(item)})
         elif isinstance(item, n.Handler):
-            number = len(handlers) + 1
-            handlers.append({"id": f"on-{number}-{ir.slug(item.event.text)}",
+            base = "on-" + ir.slug(item.event.text)
+            seen[base] = seen.get(base, 0) + 1
+            handler_id = base if seen[base] == 1 else f"{base}-{seen[base]}"
+            handlers.append({"id": handler_id,
                              "on": event(ctx, item.event, participant),
                              "where": expression(ctx, item.where, participant) if item.where else None,
-                             "actions": helper.actions(item.body.statements,
-                                                       f"on-{number}-{ir.slug(item.event.text)}/"),
+                             "actions": helper.actions(item.body.statements, handler_id + "/"),
                              "span": span(item)})
-    settings = setting_map(ctx, flow_settings(ctx, pipeline), ctx.registry.scoped("settings"))
-    settings.setdefault("timezone", "UTC")
+    settings = _machine_settings(ctx, pipeline)
     machine = {
         "format": ir.FORMAT, "kind": "pipeline", "name": pipeline.name.text,
         "title": pipeline.title.value if isinstance(pipeline.title, n.Str) else None,

@@ -22,9 +22,13 @@ def canonical_json(data) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _is_span(value) -> bool:
+    return isinstance(value, dict) and {"file", "line", "column"} <= value.keys()
+
+
 def _without_spans(data):
     if isinstance(data, dict):
-        return {k: _without_spans(v) for k, v in data.items() if k not in ("span", "hash")}
+        return {k: _without_spans(v) for k, v in data.items() if not (k == "span" and _is_span(v))}
     if isinstance(data, list):
         return [_without_spans(v) for v in data]
     return data
@@ -33,7 +37,8 @@ def _without_spans(data):
 def content_hash(machine: dict) -> str:
     """A hash of what the machine does: source positions and the hash itself left
     out, so that reformatting a file or moving a flow keeps its version."""
-    digest = hashlib.sha256(canonical_json(_without_spans(machine)).encode("utf-8"))
+    body = {k: v for k, v in machine.items() if k != "hash"}
+    digest = hashlib.sha256(canonical_json(_without_spans(body)).encode("utf-8"))
     return "sha256:" + digest.hexdigest()
 
 

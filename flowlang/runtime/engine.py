@@ -13,6 +13,7 @@ from typing import Callable
 
 import attrs
 
+from flowlang.gcpause import batch
 from flowlang.runtime import interpreter as interp
 from flowlang.runtime import pipeline as pipelines
 from flowlang.runtime.clock import RealClock
@@ -272,7 +273,7 @@ class Engine:
                 record.ended.add(q.id)
                 self.store.save(q)
         for row in self.store.outbox():
-            if row.status == "pending" and row.action.flow == flow:
+            if row.status == "pending" and row.flow == flow:
                 row.status = "cancelled"
                 self.store.update_outbox(row)
         self.store.put_flow(record)
@@ -319,6 +320,16 @@ class Engine:
         self._save(interp.enter(program, candidate, self.clock.now(), pid in self.explain))
         return Admission(True, "active")
 
+    @batch
+    def enroll_many(self, flow: str, people) -> Counter:
+        """Offer many people at once: `people` yields (pid, data) or (pid, data,
+        memberships). Returns how many were admitted, queued and refused."""
+        outcome: Counter = Counter()
+        for person in people:
+            admission = self.enroll(flow, *person)
+            outcome[admission.status] += 1
+        return outcome
+
     def _new_record(self, record: FlowRecord, pid: str, data: dict, stage: str | None) -> Admission:
         existing = self.store.participant(record.name, pid)
         if existing is not None and not existing.finished:
@@ -331,7 +342,7 @@ class Engine:
 
     def _save_pipeline(self, program, result: pipelines.PipelineResult, subject: str | None = None) -> None:
         now = self.clock.now()
-        rows = [OutboxRow(a.key, a, program.ir["participant"], 0, now) for a in result.actions]
+        rows = result.actions
         if result.record is not None:
             self.store.save(result.record, rows)
         else:
@@ -382,6 +393,14 @@ class Engine:
                                               "triggered by this event", self.clock.now()))
             return "dead letter: unknown participant"
         return "applied" if pid else "ignored"
+
+    @batch
+    def ingest_many(self, events) -> Counter:
+        """Take many events at once; returns how many had each outcome."""
+        outcome: Counter = Counter()
+        for event in events:
+            outcome[self.ingest(event).split(":")[0]] += 1
+        return outcome
 
     def _validate(self, event) -> str | None:
         if not isinstance(event, dict):
@@ -462,6 +481,7 @@ class Engine:
         return touched
 
     # ------------------------------------------------------------------ time
+    @batch
     def tick(self) -> int:
         """Advance every participant whose time has come, then deliver due actions.
         Returns how many participants moved."""
@@ -492,6 +512,7 @@ class Engine:
         times = [t for t in (self.store.next_due(), self.store.next_outbox()) if t is not None]
         return min(times) if times else None
 
+    @batch
     def run_until(self, when: dt.datetime) -> None:
         """On a virtual clock: process everything due up to `when`, in time order."""
         while True:
@@ -509,10 +530,7 @@ class Engine:
     # ------------------------------------------------------------------ saving and the outbox
     def _save(self, result: interp.StepResult) -> None:
         p = result.participant
-        now = self.clock.now()
-        program = self.program(p.version)
-        rows = [OutboxRow(a.key, a, program.ir["participant"], 0, now) for a in result.actions]
-        self.store.save(p, rows)
+        self.store.save(p, result.actions)
         for listener in self.listeners:
             listener(result)
         for action in result.actions:
@@ -542,6 +560,7 @@ class Engine:
                 if self.store.flow(target) is not None:
                     self.enroll(target, pid)
 
+    @batch
     def dispatch(self) -> int:
         """Deliver due outbox rows to the handlers; retry failures with backoff;
         fail the participant after the last attempt, keeping the error."""
@@ -556,7 +575,7 @@ class Engine:
                 delivered += 1
 
     def _deliver(self, row: OutboxRow, now: dt.datetime) -> None:
-        action = row.action
+        action = row
         handler = self.handlers.get(action.action) or self.handlers.get("*")
         row.attempts += 1
         try:
