@@ -26,8 +26,11 @@ MAX_TRANSITIONS = 10_000
 class Action:
     """One action for the host: perform `do` (an IR action) for `participant`.
     `key` is the idempotency key: flow version, participant, step, visit.
-    (Not frozen: a frozen attrs class pays for every field on every creation, and
-    an engine makes one per action; nothing changes an Action after it is made.)"""
+
+    The same object is the action's outbox row: the engine keeps its delivery
+    state (`attempts`, `next_attempt`, `status`, `error`) on it, so that an
+    action costs one object, not two. (Not frozen: a frozen attrs class pays for
+    every field on every creation.)"""
 
     key: str
     flow: str
@@ -37,6 +40,11 @@ class Action:
     do: dict
     at: dt.datetime
     data: dict = attrs.field(eq=False, repr=False)
+    participant_type: str = "person"
+    attempts: int = 0
+    next_attempt: dt.datetime | None = None
+    status: str = "pending"  # pending | sent | failed | cancelled
+    error: str | None = None
 
     @property
     def settings(self) -> dict:
@@ -69,8 +77,21 @@ class Program:
         self.exclude = frozenset(self.trigger.get("exclude") or ())
         self.seed = seed
         self.key_prefix = self.version[7:19] + ":"
+        self.participant_type: str = machine["participant"]
         self._due: dict = {}
         self._tests: dict[int, tuple[dict, Callable]] = {}
+        self._plans: dict[int, tuple[dict, tuple]] = {}
+
+    def plan(self, do: dict) -> tuple[tuple, tuple]:
+        """An action's changes to the participant's own record: its field
+        operations, and its membership changes as (kind, adds, target)."""
+        found = self._plans.get(id(do))
+        if found is None or found[0] is not do:
+            memberships = tuple(
+                (e["kind"], e["verb"] == "adds", e["target"]) for e in do.get("effects", ())
+                if e["kind"] in ("selection", "project", "interest") and e["verb"] in ("adds", "removes"))
+            found = self._plans[id(do)] = (do, (tuple(do.get("operations", ())), memberships))
+        return found[1]
 
     def test(self, node: dict, participant) -> object:
         """Evaluate an IR expression of this program (compiled once, on first use)."""
@@ -123,14 +144,17 @@ class _Run:
         visit = p.path.count(p.step) if p.step is not None else 1
         key = f"{self.program.key_prefix}{p.id}:{step_id}:{visit}"
         self.actions.append(Action(key, self.program.name, p.id, step_id, do["action"], do,
-                                   self.now, p.data))
+                                   self.now, p.data, self.program.participant_type, 0, self.now))
         self.apply_effects(do)
 
     def apply_effects(self, do: dict) -> None:
         """The flow's own changes to the participant, so that conditions and the
         success criterion see them at once."""
+        operations, memberships = self.program.plan(do)
+        if not operations and not memberships:
+            return
         p = self.p
-        for op in do.get("operations", ()):
+        for op in operations:
             data = dict(p.data)
             name, value = op["field"], op["value"]
             if op["op"] == "set":
@@ -148,12 +172,10 @@ class _Run:
             elif op["op"] == "remove":
                 data[name] = [i for i in (data.get(name) or []) if i != value]
             p.data = data
-        for effect in do.get("effects", ()):
-            kind = effect["kind"]
-            if kind in ("selection", "project", "interest") and effect["verb"] in ("adds", "removes"):
-                names = set(p.member_of(kind))
-                (names.add if effect["verb"] == "adds" else names.discard)(effect["target"])
-                p.memberships = {**p.memberships, kind: frozenset(names)}
+        for kind, adds, target in memberships:
+            names = set(p.member_of(kind))
+            (names.add if adds else names.discard)(target)
+            p.memberships = {**p.memberships, kind: frozenset(names)}
 
     # ------------------------------------------------------------------ endings
     def finish(self, status: str, actions: list[dict] = ()) -> None:

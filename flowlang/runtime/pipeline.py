@@ -43,7 +43,7 @@ def _emit(program: PipelineProgram, p: Participant, do: dict, step: str, now, ou
     visit = p.visits.get(step, 0) + 1
     p.visits = {**p.visits, step: visit}
     out.append(Action(f"{program.version[7:19]}:{p.id}:{step}:{visit}", program.name, p.id, step,
-                      do["action"], do, now, p.data))
+                      do["action"], do, now, p.data, program.ir["participant"], 0, now))
 
 
 def _arrive(program: PipelineProgram, p: Participant, stage: str, now, out: list) -> None:

@@ -16,6 +16,7 @@ from typing import Iterable, Iterator, Protocol
 
 import attrs
 
+from flowlang.runtime.interpreter import Action
 from flowlang.runtime.state import Participant
 
 
@@ -30,15 +31,8 @@ class FlowRecord:
     kind: str = "flow"  # flow | pipeline
 
 
-@attrs.define
-class OutboxRow:
-    key: str
-    action: object  # interpreter.Action
-    participant_type: str
-    attempts: int = 0
-    next_attempt: dt.datetime | None = None
-    status: str = "pending"  # pending | sent | failed | cancelled
-    error: str | None = None
+#: An outbox row is the interpreter's Action itself, with its delivery state.
+OutboxRow = Action
 
 
 @attrs.define
