@@ -18,7 +18,7 @@ from flowlang.runtime import interpreter as interp
 from flowlang.runtime import pipeline as pipelines
 from flowlang.runtime.clock import RealClock
 from flowlang.runtime.render import RenderError, render_args, render_settings
-from flowlang.runtime.state import FINISHED, STATUSES, Participant
+from flowlang.runtime.state import EMPTY, FINISHED, STATUSES, Participant
 from flowlang.runtime.store import DeadLetter, FlowRecord, MemoryStore, OutboxRow, Store
 
 CONTROLS = ("start", "pause", "resume", "end")
@@ -309,7 +309,7 @@ class Engine:
         # the participant shares the person's data dict: both are copy-on-write
         memberships = person["memberships"]
         candidate = Participant(pid, flow, program.version, person["data"],
-                                {k: frozenset(v) for k, v in memberships.items()} if memberships else {})
+                                {k: frozenset(v) for k, v in memberships.items()} if memberships else EMPTY)
         if not interp.admits(program, candidate, event):
             return Admission(False, "refused", "the trigger's filter or exclusion keeps it out")
         if existing is not None:
@@ -359,8 +359,9 @@ class Engine:
     def _person(self, pid: str, data: dict | None, memberships: dict | None) -> dict:
         person = self.store.person(pid)
         if person is None:
-            person = {"data": dict(data or {}),
-                      "memberships": {k: sorted(v) for k, v in (memberships or {}).items()}}
+            person = {"data": dict(data) if data else EMPTY,
+                      "memberships": ({k: sorted(v) for k, v in memberships.items()}
+                                      if memberships else EMPTY)}
             self.store.put_person(pid, person)
             return person
         if data:

@@ -8,8 +8,14 @@ data it was emitted with.
 from __future__ import annotations
 
 import datetime as dt
+from types import MappingProxyType
 
 _new = object.__new__
+
+#: The one empty mapping participants and people share until they have data of
+#: their own (nothing is ever changed in place, so sharing is safe; read-only to
+#: make sure).
+EMPTY = MappingProxyType({})
 
 STATUSES = ("queued", "active", "completed", "completed_success", "dropout", "failed")
 FINISHED = frozenset({"completed", "completed_success", "dropout", "failed"})
@@ -29,12 +35,12 @@ class Participant:
         self.entered_at: dt.datetime | None = None
         self.arrived_at: dt.datetime | None = None
         self.wake_at: dt.datetime | None = None
-        self.data: dict = data if data is not None else {}
+        self.data: dict = data if data is not None else EMPTY
         #: selection / project / interest -> frozenset of names
-        self.memberships: dict[str, frozenset] = memberships if memberships is not None else {}
+        self.memberships: dict[str, frozenset] = memberships if memberships is not None else EMPTY
         #: (event type, payload) since the participant entered the flow
         self.history: tuple = ()
-        self.visits: dict[str, int] = {}
+        self.visits: dict[str, int] = EMPTY
         self.path: tuple = ()
         self.error: str | None = None
         self.auto_moves = True  # pipelines: off after a manual move backwards

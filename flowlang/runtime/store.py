@@ -80,7 +80,7 @@ class MemoryStore:
         self._finished: dict[str, list[Participant]] = {}
         #: the due-time index: wake time -> participants, and a heap of the times;
         #: those who wait together wake together, as one bucket
-        self._buckets: dict[dt.datetime, list[tuple[str, str]]] = {}
+        self._buckets: dict[dt.datetime, list[Participant]] = {}
         self._times: list[dt.datetime] = []
         self._seq = itertools.count()
         self._held: dict[str, list[dict]] = {}
@@ -153,7 +153,7 @@ class MemoryStore:
         if bucket is None:
             bucket = self._buckets[participant.wake_at] = []
             heapq.heappush(self._times, participant.wake_at)
-        bucket.append((participant.flow, participant.id))
+        bucket.append(participant)
 
     def archive(self, participant: Participant) -> None:
         """Keep a finished run for the counts before the person starts a new one."""
@@ -176,11 +176,14 @@ class MemoryStore:
                 heapq.heappop(self._times)
                 del self._buckets[wake_at]
             runs = self._participants
-            for flow, pid in chunk:
-                p = runs.get(flow, {}).get(pid)
+            for entry in chunk:
+                # an entry stands for its participant's latest state, if that still
+                # waits for this time (a later save may have moved or ended it)
+                key = (entry.flow, entry.id)
+                p = runs.get(entry.flow, {}).get(entry.id)
                 if (p is not None and p.status == "active" and p.wake_at == wake_at
-                        and (flow, pid) not in taken):
-                    taken.add((flow, pid))
+                        and key not in taken):
+                    taken.add(key)
                     out.append(p)
         return out
 
