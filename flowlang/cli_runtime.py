@@ -80,7 +80,8 @@ def print_text(sim) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True,
+                      width=None if sys.stdout.isatty() else 120)
     console.print(f"[bold]{sim.flow}[/bold] from {sim.local(sim.start)} to {sim.local(sim.until)}")
     # what happened to the participants first, then the actions it caused, each in
     # the order it happened
