@@ -3,12 +3,16 @@
 `check_project` collects the parser's diagnostics (FL100, FL101), builds the
 context (registry, names, resolved commands) and runs each rule of `RULES` over
 the declarations that parsed cleanly. Rules are plain functions in the order
-they depend on each other: resolution first, then fields and conditions (which
-record the names they use), names, splits, requirements.
+they depend on each other: resolution first (FL201/202/301/302/303/307), then
+fields, conditions and events (FL205/206/305, recording the names they use),
+names (FL203/204), split shapes, what steps need from their flow (FL304/306),
+the control-flow graph rules (FL401-FL407), the path analyses of effects
+(FL501/502), the form and link triggers (FL503/504), and SMS length (FL601/602).
 """
 from __future__ import annotations
 
-from flowlang.check import fields, flowgraph, names, paths, requirements, resolve, splits
+from flowlang.check import (fields, flowgraph, names, paths, requirements, resolve, sms,
+                            splits, triggers)
 from flowlang.check.context import CheckContext, build_context
 from flowlang.diagnostics import Diagnostic
 from flowlang.gcpause import batch
@@ -24,6 +28,8 @@ RULES = (
     requirements.rule,
     flowgraph.rule,
     paths.rule,
+    triggers.rule,
+    sms.rule,
 )
 
 

@@ -40,15 +40,11 @@ def rule(ctx: CheckContext) -> None:
 
 
 def _actions(ctx: CheckContext, statements):
+    """Every resolved action among the steps (walk reaches exit and complete blocks)."""
     for step in walk(statements):
         resolved = ctx.action_of(step)
         if resolved is not None:
             yield resolved
-        if isinstance(step, n.Complete) and step.body is not None:
-            for line in step.body.statements:
-                resolved = ctx.action_of(line)
-                if resolved is not None:
-                    yield resolved
 
 
 def authorized_senders(ctx: CheckContext, flow: n.Flow) -> set[str]:

@@ -5,6 +5,7 @@ participant type. Everything is driven by the registry's declarations.
 """
 from __future__ import annotations
 
+import difflib
 from typing import Sequence
 
 from flowlang import nodes as n
@@ -28,6 +29,16 @@ _OPERATION_FORMS = {
     "decrease": "decrease FIELD by NUMBER", "add": "add VALUE to FIELD",
     "remove": "remove VALUE from FIELD",
 }
+
+
+class _Found(dict):
+    """Settings by name, and the names a line meant but got wrong (FL202 with a
+    suggestion, FL302): one mistake gets one diagnostic, so those are not also
+    reported missing (FL301)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attempted: set[str] = set()
 
 
 class Resolver:
@@ -180,7 +191,7 @@ class Resolver:
 
     def settings(self, decls: Sequence[SettingDecl], body: n.Block | None, owner: str,
                  participant: str, pipeline, scoped: bool = False) -> dict[str, list[ResolvedSetting]]:
-        found: dict[str, list[ResolvedSetting]] = {}
+        found = _Found()
         if body is None:
             return found
         names = [d.text for d in decls]
@@ -192,12 +203,16 @@ class Resolver:
             if decl is None:
                 word = " ".join(line.words) or _shown(line.parts[0])
                 first = line.words[0] if line.words else word
+                near = _nearest(first, names) or _nearest(word, names)
+                if near:
+                    found.attempted.add(near)
                 self.ctx.report("FL202", line.parts[0], f"{owner} has no setting `{first}`",
-                                help=suggest(first, names) or suggest(word, names) or
+                                help=(f"did you mean `{near}`?" if near else None) or
                                 (f"its settings are {_listing(names)}" if names else None))
                 continue
             resolved = self.setting_value(line, decl, owner, pipeline)
             if resolved is None:
+                found.attempted.add(decl.text)
                 continue
             earlier = found.get(decl.text)
             if earlier and not decl.repeated:
@@ -243,8 +258,9 @@ class Resolver:
 
     def required(self, cmd: n.Command, decls: Sequence[SettingDecl],
                  found: dict[str, list[ResolvedSetting]], owner: str) -> None:
+        attempted = getattr(found, "attempted", ())
         for decl in decls:
-            if decl.required and decl.text not in found:
+            if decl.required and decl.text not in found and decl.text not in attempted:
                 example = decl.describe().split(" or ")[0]
                 self.ctx.report("FL301", cmd, f"{owner} is missing its required setting `{decl.text}`",
                                 help=f"add {example}")
@@ -362,6 +378,11 @@ class Resolver:
                            f"it cannot be set to {_shown(value)}")
             elif isinstance(value, n.Str):
                 ctx.templates.append((value, self._participant))
+
+
+def _nearest(word: str, names: Sequence[str]) -> str | None:
+    close = difflib.get_close_matches(word, list(names), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def check_duration(ctx: CheckContext, node: n.Node) -> None:
