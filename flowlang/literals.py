@@ -113,6 +113,10 @@ def parse_quantity(amounts: list[tuple[Number, str | None]]) -> Duration | Size:
                 "durations use minutes, hours, days, workdays or weeks; sizes use kB or MB")
     if any(u in SIZE_UNITS for u in units):
         raise LiteralError("a quantity cannot mix a size with a duration")
+    for number, unit in parts:
+        if DURATION_UNITS[unit] == "workday" and number != int(number):
+            raise LiteralError(f"`{format_number(number)} {unit}`: workdays count whole days",
+                               "write a whole number of workdays, or use hours")
     return Duration(tuple((n, DURATION_UNITS[u]) for n, u in parts))
 
 
