@@ -127,7 +127,10 @@ def times(draw) -> n.TimeLit:
 _amounts = st.one_of(st.integers(-5, 1000), st.sampled_from([1, 1.0, 0.5]),
                      st.floats(0, 1000))
 _units = st.sampled_from(sorted(set(literals.DURATION_UNITS.values())))
-durations = st.lists(st.tuples(_amounts, _units), min_size=1, max_size=3).map(
+# workdays count whole days (a fraction of one is FL101)
+_duration_parts = st.one_of(st.tuples(_amounts, _units.filter(lambda u: u != "workday")),
+                            st.tuples(st.integers(-5, 1000), st.just("workday")))
+durations = st.lists(_duration_parts, min_size=1, max_size=3).map(
     lambda parts: n.DurationLit(literals.Duration(tuple(parts))))
 sizes = st.builds(literals.Size, _amounts, st.sampled_from(sorted(literals.SIZE_UNITS))
                   ).map(n.SizeLit)

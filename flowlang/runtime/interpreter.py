@@ -8,6 +8,7 @@ changed (see `state.Participant`). The engine does everything else.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from typing import Callable
 
@@ -81,6 +82,11 @@ class Program:
         self._due: dict = {}
         self._tests: dict[int, tuple[dict, Callable]] = {}
         self._plans: dict[int, tuple[dict, tuple]] = {}
+
+    @functools.cached_property
+    def arrive(self) -> dict[str, tuple[Callable, dict]]:
+        """State id -> (what arriving there does, the state): one lookup a step."""
+        return {sid: (_ARRIVE[state["kind"]], state) for sid, state in self.states.items()}
 
     def plan(self, do: dict) -> tuple[tuple, tuple]:
         """An action's changes to the participant's own record: its field
@@ -211,19 +217,20 @@ class _Run:
     def go(self, state_id: str | None) -> None:
         """Pass states from `state_id` until the participant rests or finishes."""
         program, p = self.program, self.p
+        arrive = program.arrive
+        success = program.success is not None
         for _ in range(MAX_TRANSITIONS):
             if state_id is None:
                 self.finish("completed")
                 return
-            state = program.states[state_id]
+            handler, state = arrive[state_id]
             p.path = p.path + (state_id,)
             p.step = state_id
             p.arrived_at = self.now
-            handler = _ARRIVE[state["kind"]]
             state_id = handler(self, state)
             if state_id is _REST or p.status != "active":
                 return
-            if self.check_success():
+            if success and self.check_success():
                 return
         p.status = "failed"
         p.error = f"more than {MAX_TRANSITIONS} steps without a wait"
@@ -247,7 +254,7 @@ def _arrive_action(run: _Run, state: dict):
     run.emit(state["do"], state["id"])
     if run.explain:
         run.note(f"{state['id']}: {state['do']['action']}")
-    if run.check_exclusion():
+    if run.program.exclude and run.check_exclusion():
         return _REST
     return state["next"]
 
