@@ -190,7 +190,8 @@ def event(ctx: CheckContext, phrase: n.EventPhrase, participant: str) -> dict:
 
 # ---------------------------------------------------------------------- actions
 
-def action(ctx: CheckContext, resolved: ResolvedAction, step_id: str) -> dict:
+def action(ctx: CheckContext, resolved: ResolvedAction, step_id: str,
+           flow_settings: dict | None = None) -> dict:
     decl = resolved.decl
     out = {
         "id": step_id,
@@ -217,21 +218,39 @@ def action(ctx: CheckContext, resolved: ResolvedAction, step_id: str) -> dict:
             if blocks:
                 prefix = f"{step_id}/{ir.slug(setting.text)}-"
                 out.setdefault("blocks", {})[setting.text] = action_list(
-                    ctx, [cmd for block in blocks for cmd in block.statements], prefix)
+                    ctx, [cmd for block in blocks for cmd in block.statements], prefix, flow_settings)
     if any(s.kind == "template" for s in decl.pattern.slots):
         out["templates"].append("$args")
+    _resolve_needs(decl, out["settings"], flow_settings or {})
     if decl.when_missing is not None:
         field, rule = decl.when_missing
         out["when_missing"] = {"field": field, "rule": out["settings"].get(rule, "skip"),
                                "actions": out.get("blocks", {}).get(rule, [])}
     if resolved.operations:
         entity = decl.operations_on
+        out["operations_on"] = entity
         out["operations"] = [{"op": op.op, "field": op.field_name.removeprefix(entity + "."),
                               "value": value(op.value)} for op in resolved.operations]
     return out
 
 
-def action_list(ctx: CheckContext, statements, prefix: str) -> list[dict]:
+def _resolve_needs(decl, settings: dict, flow_settings: dict) -> None:
+    """Fill in what a step needs from its flow (DESIGN §6: states carry resolved
+    settings): a `send email` without `from` gets the flow's `email from`, a
+    reply-to defaults to the flow's or to the sender, as the `needs` lines say."""
+    for need in decl.needs:
+        own = next((name for kind, name in need.alternatives if kind == "setting"), None)
+        if own is None or own in settings:
+            continue
+        for kind, name in need.alternatives:
+            found = settings.get(name) if kind == "setting" else flow_settings.get(name)
+            if found is not None:
+                settings[own] = found
+                break
+
+
+def action_list(ctx: CheckContext, statements, prefix: str,
+                flow_settings: dict | None = None) -> list[dict]:
     """A block of actions (exit, complete, timeout, setting blocks, handlers), each
     with an id: a slug of its phrase and arguments under `prefix`, numbered only
     when two are identical."""
@@ -244,7 +263,8 @@ def action_list(ctx: CheckContext, statements, prefix: str) -> list[dict]:
         base = prefix + ir.slug(" ".join(resolved.decl.pattern.words) + " " +
                                 " ".join(_text(a) for a in resolved.args if a is not None))
         seen[base] = seen.get(base, 0) + 1
-        out.append(action(ctx, resolved, base if seen[base] == 1 else f"{base}-{seen[base]}"))
+        out.append(action(ctx, resolved, base if seen[base] == 1 else f"{base}-{seen[base]}",
+                          flow_settings))
     return out
 
 
@@ -332,6 +352,7 @@ class FlowCompiler:
         self.participant = flow.participant
         self.ids: dict[int, str] = {}
         self.states: list[dict] = []
+        self.settings: dict = {}
         self.labels = {step.label.text for step in _all_steps(flow.steps) if step.label is not None}
 
     # ids first, so that a goto can name a later step
@@ -369,12 +390,19 @@ class FlowCompiler:
 
     def compile(self) -> dict:
         ctx, flow = self.ctx, self.flow
+        self.settings = _machine_settings(ctx, flow)
         self.assign_ids(flow.steps, "")
         start = self.block(flow.steps, None)
         vocabulary = ctx.registry.scoped("settings")
-        settings = _machine_settings(ctx, flow)
+        settings = self.settings
         # states in source order (a split's own state before its branches')
         self.states.sort(key=lambda state: (state["span"]["line"], state["span"]["column"]))
+        # meeting the success criterion mid-flow ends the run at once, as if it had
+        # reached the flow's completion: the `success …` actions of its last
+        # `complete` step run then (SuperOffice's "add to another flow when a
+        # success criterion is achieved")
+        completes = [s for s in self.states if s["kind"] == "complete" and s["success_actions"]]
+        on_success = completes[-1]["success_actions"] if completes else []
         authorized = [setting_value(ctx.resolved_settings[id(line)])
                       for item in flow.items if isinstance(item, n.Settings)
                       for line in item.body.statements
@@ -392,6 +420,7 @@ class FlowCompiler:
             "trigger": self.trigger(),
             "success": (expression(ctx, flow.success.condition, self.participant)
                         if flow.success is not None else None),
+            "on_success": on_success if flow.success is not None else [],
             "start": start,
             "states": self.states,
             "span": span(flow),
@@ -419,7 +448,7 @@ class FlowCompiler:
         return out
 
     def actions(self, statements: Iterable[n.Node], prefix: str) -> list[dict]:
-        return action_list(self.ctx, statements, prefix)
+        return action_list(self.ctx, statements, prefix, self.settings)
 
     def block(self, statements, follow: str | None) -> str | None:
         """Compile a block of steps; returns the id of its first state (or
@@ -438,7 +467,7 @@ class FlowCompiler:
         if isinstance(step, n.Command):
             resolved = ctx.action_of(step)
             state = {**base, "kind": "manual" if resolved.decl.manual else "action",
-                     "do": action(ctx, resolved, step_id), "next": after}
+                     "do": action(ctx, resolved, step_id, self.settings), "next": after}
         elif isinstance(step, n.Wait):
             state = {**base, "kind": "wait", "duration": value(step.duration)["duration"], "next": after}
         elif isinstance(step, n.WaitUntil):

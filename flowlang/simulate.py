@@ -102,18 +102,17 @@ def simulate(machines: dict[str, dict], flow: str, people: list[tuple[int, dict]
              events: list[tuple[int, dict]], *, start: dt.datetime | None, until: str,
              seed: int = 0, today: dt.date, explain: str | None = None,
              people_file: str = "people", events_file: str = "events") -> Simulation:
-    if flow not in machines or machines[flow]["kind"] != "flow":
-        known = ", ".join(sorted(n for n, m in machines.items() if m["kind"] == "flow"))
-        raise InputError(f"no flow `{flow}` in the project (flows: {known})")
+    if flow not in machines:
+        known = ", ".join(sorted(machines))
+        raise InputError(f"no flow or pipeline `{flow}` in the project (there are: {known})")
     timezone = machines[flow]["settings"].get("timezone", "UTC")
     start = start or default_start(timezone, today)
     end = parse_until(until, start, timezone)
     engine = Engine(clock=VirtualClock(start), seed=seed)
     sim = Simulation(flow, timezone, start, end, engine)
     for name, machine in machines.items():
-        if machine["kind"] == "flow":
-            engine.deploy(machine)
-            engine.start(name)
+        engine.deploy(machine)
+        engine.start(name)
 
     def record(delivery) -> None:
         if delivery.flow == flow:
@@ -144,6 +143,10 @@ def simulate(machines: dict[str, dict], flow: str, people: list[tuple[int, dict]
         at = person.get("enter_at", "")
         when = start if at == "" else None if at is None else parse_time(at, timezone, f"{people_file}:{number}")
         memberships = person.get("memberships") or {}
+        if not isinstance(memberships, dict) or not all(
+                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in memberships.values()):
+            raise InputError(f'{people_file}:{number}: "memberships" must be an object of lists of '
+                             'names, like {"selection": ["Customers"]}')
         engine._person(pid, data, memberships)
         if when is not None:
             agenda.append((when, 0, "enter", {"id": pid, "line": number}))

@@ -106,6 +106,7 @@ class EventDecl:
     requires: tuple[str, str] | None = None  # ("sends", "email")
     scope: str = "trigger"
     updates: tuple[tuple[str, str], ...] = ()  # (field, payload key)
+    needs: tuple[str, ...] = ()  # payload keys an event of this type must carry
     span: object = attrs.field(default=None, eq=False, repr=False)
 
     @property
@@ -317,6 +318,8 @@ class _Reader:
                     fields["participants"] = participants
             elif key == "payload" and all(isinstance(p, (n.Word, n.Ref)) for p in rest):
                 fields["payload"] = tuple(p.text if isinstance(p, n.Word) else p.dotted for p in rest)
+            elif key == "needs" and rest and all(isinstance(p, n.Word) for p in rest):
+                fields["needs"] = tuple(p.text for p in rest)
             elif (key == "updates" and len(rest) == 3 and all(isinstance(p, n.Word) for p in rest)
                   and rest[1].text == "from"):
                 fields["updates"] = fields.get("updates", ()) + ((rest[0].text, rest[2].text),)
@@ -326,11 +329,11 @@ class _Reader:
                 fields["requires"] = (rest[0].text, rest[1].text)
             elif key == "scope" and len(rest) == 1 and isinstance(rest[0], n.Word):
                 fields["scope"] = rest[0].text
-            elif key in ("type", "for", "payload", "condition", "requires", "scope", "updates"):
+            elif key in ("type", "for", "payload", "condition", "requires", "scope", "updates", "needs"):
                 self.error("FL302", line, f"malformed `{key}` line in an event declaration")
             else:
                 self.error("FL202", line.parts[0], f"unknown event declaration line `{key}`",
-                           "lines are: type, for, payload, condition, requires, scope, updates")
+                           "lines are: type, for, payload, condition, requires, scope, updates, needs")
         if "type" not in fields:
             self.error("FL301", decl, "an event declaration needs `type \"kind.name\"`")
             return None

@@ -42,6 +42,11 @@ def analyse(text: str) -> tuple[list[FieldUse], TemplateError | None]:
         tree = environment().parse(text)
     except TemplateSyntaxError as e:
         return [], TemplateError(e.message or "invalid template", e.lineno or 1)
+    for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        tag = {"Include": "include", "Import": "import", "FromImport": "from … import",
+               "Extends": "extends"}[type(node).__name__]
+        return [], TemplateError(f"`{{% {tag} %}}` is not available: a template stands alone",
+                                 node.lineno)
     local = {t.name for t in tree.find_all(nodes.Name) if t.ctx in ("store", "param")}
     local.add("loop")
     uses: list[FieldUse] = []

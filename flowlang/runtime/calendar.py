@@ -85,11 +85,10 @@ class Calendar:
     def localize(self, wall: dt.datetime) -> dt.datetime:
         """A wall-clock time in the flow's zone as an aware instant. A time that does
         not exist (skipped by a DST change) moves forward by the gap."""
-        aware = wall.replace(tzinfo=self.tz, fold=0)
-        back = aware.astimezone(UTC).astimezone(self.tz)
-        if back.replace(tzinfo=None) != wall:  # in a gap: take the instant after it
-            aware = wall.replace(tzinfo=self.tz, fold=1)
-        return aware
+        # fold=0 reads a wall time with the offset in force before a change: in a
+        # spring gap (02:30 that never happens) that is the instant an hour after
+        # the gap began, shown as 03:30; in an autumn overlap, the first 02:30
+        return wall.replace(tzinfo=self.tz, fold=0).astimezone(UTC).astimezone(self.tz)
 
     def at(self, date: str, time: str | None) -> dt.datetime:
         """`wait until DATE [TIME]` as a UTC instant (midnight when no time)."""

@@ -58,6 +58,19 @@ class Delivery:
         return self._settings
 
     @property
+    def operations(self) -> list[dict]:
+        """For an `update`: what it changes, values as set (templates rendered):
+        `[{"op": "set", "field": "lead_status", "value": "Engaged"}, …]`."""
+        ops = self._do.get("operations") or []
+        entity = self._do.get("operations_on", self._type)
+        record = self.data.get(entity, {}) if entity != self._type else self.data
+        out = []
+        for op in ops:
+            value = record.get(op["field"]) if op["op"] == "set" else op["value"]
+            out.append({"op": op["op"], "field": op["field"], "value": value, "record": entity})
+        return out
+
+    @property
     def args(self) -> list:
         if self._args is None:
             self._args = render_args(self._do, self._type, self.data)
@@ -80,6 +93,15 @@ Handler = Callable[[Delivery], object]
 def known_event_types() -> frozenset[str]:
     from flowlang.stdlib import standard_registry
     return frozenset(e.type for e in standard_registry().events)
+
+
+def event_needs() -> dict[str, frozenset[str]]:
+    """Event type -> the payload keys it must carry (`needs` in its declarations)."""
+    from flowlang.stdlib import standard_registry
+    out: dict[str, set] = {}
+    for decl in standard_registry().events:
+        out.setdefault(decl.type, set()).update(decl.needs)
+    return {k: frozenset(v) for k, v in out.items()}
 
 
 def event_updates() -> dict[str, tuple]:
@@ -122,6 +144,7 @@ class Engine:
         self.handlers: dict[str, Handler] = {}
         self.event_types = event_types if event_types is not None else known_event_types()
         self.event_updates = event_updates()
+        self.event_needs = event_needs()
         self._programs: dict[str, interp.Program] = {}
         self._pending_migration: dict[str, dict] = {}
         #: called with every step result (simulations, progress displays)
@@ -245,8 +268,14 @@ class Engine:
                     self._save(interp.enter_at(program, q, target, now))
                     continue
             if q.wake_at is not None:
-                q.wake_at = q.wake_at + frozen
-            self.store.save(q)
+                # a duration is frozen while paused; a `wait until` date is not: once
+                # past, the participant goes on at resume
+                if program.states[q.step]["kind"] != "wait_until":
+                    q.wake_at = q.wake_at + frozen
+                self.store.save(q)
+                self.store.schedule(q)
+            else:
+                self.store.save(q)
         for p in queued:
             self._save(interp.enter(program, p, now, p.id in self.explain))
         for event in self.store.held_events(flow):
@@ -413,9 +442,12 @@ class Engine:
             return f"unknown event type `{kind}`"
         if not isinstance(event.get("participant"), str) or not event["participant"]:
             return "the event names no `participant`"
-        if kind == "data.changed" and not isinstance(event.get("set"), dict):
-            return "a data.changed event needs `set`: {field: value}"
-        for key in ("selection", "project", "form", "link", "email"):
+        for key in sorted(self.event_needs.get(kind, ())):
+            if key not in event:
+                return f"a {kind} event needs `{key}`"
+        if "set" in event and not isinstance(event["set"], dict):
+            return "`set` must be an object: {field: value}"
+        for key in ("selection", "project", "form", "link", "email", "stage", "reason"):
             if key in event and not isinstance(event[key], str):
                 return f"`{key}` must be a string"
         return None
@@ -488,7 +520,6 @@ class Engine:
         Returns how many participants moved."""
         now = self.clock.now()
         moved = 0
-        frozen = []
         while True:
             due = self.store.due(now, self.batch)
             if not due:
@@ -500,12 +531,9 @@ class Engine:
                     record = self.store.flow(p.flow)
                     live = running[p.flow] = record is not None and record.status == "running"
                 if not live:
-                    frozen.append(p)  # paused: resume moves its timers on
-                    continue
+                    continue  # paused: it leaves the index, and resume puts it back
                 self._save(interp.step(self.program(p.version), p, now, None, p.id in self.explain))
                 moved += 1
-        for p in frozen:
-            self.store.schedule(p)
         self.dispatch()
         return moved
 
@@ -522,8 +550,7 @@ class Engine:
                 break
             if wake > self.clock.now():
                 self.clock.set(wake)
-            if not self.tick() and self.next_wake() == wake:
-                break  # due things belong to paused flows: they wait for resume
+            self.tick()
         if when > self.clock.now():
             self.clock.set(when)
         self.tick()
@@ -581,6 +608,8 @@ class Engine:
         row.attempts += 1
         try:
             delivery = Delivery(action, row.participant_type, row.attempts)
+            if action.do["templates"]:
+                delivery.settings, delivery.args  # render first: a refused template never runs
             if handler is not None:
                 handler(delivery)
         except Exception as e:  # a handler's failure is data: retried, then kept

@@ -16,6 +16,7 @@ import attrs
 
 from flowlang.runtime.calendar import Calendar
 from flowlang.runtime.expr import compile_expression, matches
+from flowlang.runtime.render import RenderError, render_text
 from flowlang.runtime.state import Participant
 
 #: A run may pass at most this many states without resting: a guard against a loop
@@ -74,6 +75,7 @@ class Program:
         self.start: str | None = machine["start"]
         self.calendar = Calendar.of(machine["settings"])
         self.success = machine.get("success")
+        self.on_success: list = machine.get("on_success") or []
         self.trigger = machine["trigger"]
         self.exclude = frozenset(self.trigger.get("exclude") or ())
         self.seed = seed
@@ -147,11 +149,15 @@ class _Run:
         # the visit: how many times the participant has been at the state that
         # owns this action (the state itself, or the exit/split/wait that runs a
         # block of actions); derived from the path, so nothing extra is stored
+        # and the run: when the person entered (a second run of the same version
+        # must not repeat the first run's keys)
         visit = p.path.count(p.step) if p.step is not None else 1
-        key = f"{self.program.key_prefix}{p.id}:{step_id}:{visit}"
+        run = int(p.entered_at.timestamp()) if p.entered_at is not None else 0
+        key = f"{self.program.key_prefix}{p.id}:{run}:{step_id}:{visit}"
+        # the action sees the data as its own operations leave it
+        self.apply_effects(do)
         self.actions.append(Action(key, self.program.name, p.id, step_id, do["action"], do,
                                    self.now, p.data, self.program.participant_type, 0, self.now))
-        self.apply_effects(do)
 
     def apply_effects(self, do: dict) -> None:
         """The flow's own changes to the participant, so that conditions and the
@@ -160,28 +166,43 @@ class _Run:
         if not operations and not memberships:
             return
         p = self.p
-        for op in operations:
-            data = dict(p.data)
-            name, value = op["field"], op["value"]
-            if op["op"] == "set":
-                data[name] = value
-            elif op["op"] == "clear":
-                data.pop(name, None)
-            elif op["op"] in ("increase", "decrease"):
-                current = data.get(name) or 0
-                data[name] = current + value if op["op"] == "increase" else current - value
-            elif op["op"] == "add":
-                items = list(data.get(name) or [])
-                if value not in items:
-                    items.append(value)
-                data[name] = items
-            elif op["op"] == "remove":
-                data[name] = [i for i in (data.get(name) or []) if i != value]
-            p.data = data
+        if operations:
+            p.data = self.operated(p.data, do, operations)
         for kind, adds, target in memberships:
             names = set(p.member_of(kind))
             (names.add if adds else names.discard)(target)
             p.memberships = {**p.memberships, kind: frozenset(names)}
+
+    def operated(self, data: dict, do: dict, operations) -> dict:
+        """The participant's data after an `update` block. The block changes the
+        participant's own record, or a linked one (`update company` in a flow for
+        person changes `person.company`); `set` values are templates."""
+        entity = do.get("operations_on", self.program.participant_type)
+        linked = entity != self.program.participant_type
+        record = dict(data.get(entity) or {}) if linked else dict(data)
+        for op in operations:
+            name, value = op["field"], op["value"]
+            kind = op["op"]
+            if kind == "set":
+                if isinstance(value, str) and "{" in value:
+                    try:
+                        value = render_text(value, self.program.participant_type, data)
+                    except RenderError as e:
+                        raise StepFailure(f"`set {name}`: {e}") from None
+                record[name] = value
+            elif kind == "clear":
+                record.pop(name, None)
+            elif kind in ("increase", "decrease"):
+                current = record.get(name) or 0
+                record[name] = current + value if kind == "increase" else current - value
+            elif kind == "add":
+                items = list(record.get(name) or [])
+                if value not in items:
+                    items.append(value)
+                record[name] = items
+            elif kind == "remove":
+                record[name] = [i for i in (record.get(name) or []) if i != value]
+        return {**data, entity: record} if linked else record
 
     # ------------------------------------------------------------------ endings
     def finish(self, status: str, actions: list[dict] = ()) -> None:
@@ -202,7 +223,7 @@ class _Run:
         """The success criterion ends the run as soon as it holds."""
         if self.p.status == "active" and self.success_holds():
             self.note("the success criterion holds")
-            self.finish("completed_success")
+            self.finish("completed_success", self.program.on_success)
             return True
         return False
 
@@ -227,7 +248,14 @@ class _Run:
             p.path = p.path + (state_id,)
             p.step = state_id
             p.arrived_at = self.now
-            state_id = handler(self, state)
+            try:
+                state_id = handler(self, state)
+            except StepFailure as e:
+                p.status = "failed"
+                p.error = f"{p.step}: {e}"
+                p.wake_at = None
+                self.note(f"failed: {e}")
+                return
             if state_id is _REST or p.status != "active":
                 return
             if success and self.check_success():
@@ -238,6 +266,11 @@ class _Run:
 
 
 _REST = object()  # a handler's answer when the participant rests where it is
+
+
+class StepFailure(Exception):
+    """A step that cannot be done for this participant (a template it cannot
+    render): the participant fails, with the reason kept."""
 
 
 def _arrive_action(run: _Run, state: dict):

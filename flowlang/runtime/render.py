@@ -31,6 +31,8 @@ def render_text(template: str, participant_type: str, data: dict) -> str:
         raise RenderError(f"template refused by the sandbox: {e}") from None
     except TemplateError as e:
         raise RenderError(f"template error: {e}") from None
+    except Exception as e:  # no loader for include/import, a range over the sandbox's limit …
+        raise RenderError(f"template failed: {type(e).__name__}: {e}") from None
 
 
 def render_settings(do: dict, participant_type: str, data: dict) -> dict:
