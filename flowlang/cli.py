@@ -13,6 +13,7 @@ from typing import Sequence
 
 from flowlang import report
 from flowlang.check import check_project
+from flowlang.diagnostics import CODES
 from flowlang.project import ProjectError, find_files, load_project, read_source
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -22,9 +23,23 @@ def _colour(stream) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
+def ignored_codes(extra=()) -> list[str]:
+    """Codes hidden everywhere: `[tool.flowlang] ignore` in the nearest
+    pyproject.toml, and `--ignore` on the command line."""
+    from flowlang.check.suppress import find_config
+
+    configured, _ = find_config()
+    codes = configured + [c.strip().upper() for item in extra for c in item.split(",") if c.strip()]
+    unknown = [c for c in codes if c not in CODES]
+    if unknown:
+        raise ProjectError(f"unknown diagnostic code {unknown[0]} to ignore "
+                           f"(see `flowlang explain`)")
+    return codes
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     project = load_project(args.paths)
-    diagnostics = check_project(project)
+    diagnostics = check_project(project, ignored_codes(args.ignore))
     if args.format == "text":
         sys.stdout.write(report.render_text(diagnostics, project.source, _colour(sys.stdout)))
     else:
@@ -64,6 +79,16 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if (args.check and changed) else EXIT_OK
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from flowlang.explain import explain
+
+    text = explain(args.code)
+    if text is None:
+        raise ProjectError(f"no diagnostic code {args.code}; the codes are {', '.join(sorted(CODES))}")
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowlang", description="Check, format, compile, simulate and render .flow files.")
@@ -74,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--format", choices=["text", *report.RENDERERS], default="text",
                        help="output format (default: text)")
     check.add_argument("--strict", action="store_true", help="warnings fail the check too")
+    check.add_argument("--ignore", action="append", default=[], metavar="CODE",
+                       help="hide a code everywhere (repeat, or give a comma-separated list)")
     check.set_defaults(run=cmd_check)
 
     fmt = sub.add_parser("fmt", help="rewrite files in the canonical layout")
@@ -81,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--check", action="store_true",
                      help="change nothing; list the files that would change and exit 1 if any")
     fmt.set_defaults(run=cmd_fmt)
+
+    explain = sub.add_parser("explain", help="explain a diagnostic code, with a bad and a fixed example")
+    explain.add_argument("code", metavar="CODE")
+    explain.set_defaults(run=cmd_explain)
 
     from flowlang import cli_runtime
     cli_runtime.register(sub)

@@ -15,9 +15,11 @@ EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 def _compiled(paths):
     """Compile the project, or print its errors and return None."""
+    from flowlang.cli import ignored_codes
+
     project = load_project(paths)
     try:
-        return project, compile_project(project)
+        return project, compile_project(project, ignored_codes())
     except CompileError as e:
         sys.stderr.write(report.render_text(e.diagnostics, project.source, sys.stderr.isatty()))
         print(f"flowlang: not compiled: {len(e.diagnostics)} error(s)", file=sys.stderr)

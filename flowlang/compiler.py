@@ -42,8 +42,9 @@ class Compiled:
     diagnostics: list[Diagnostic]  # warnings that did not stop compilation
 
 
-def compile_project(project: Project) -> Compiled:
-    ctx = analyse(project)
+def compile_project(project: Project, ignore=()) -> Compiled:
+    """The IR of every flow and pipeline; `ignore` hides codes as in `check`."""
+    ctx = analyse(project, ignore)
     diagnostics = sorted(dict.fromkeys(ctx.diagnostics), key=Diagnostic.sort_key)
     errors = [d for d in diagnostics if d.is_error]
     if errors:

@@ -33,6 +33,7 @@ _E, _W = Severity.ERROR, Severity.WARNING
 CODES: dict[str, CodeInfo] = {
     info.code: info
     for info in (
+        CodeInfo("FL001", _W, "unused suppression"),
         CodeInfo("FL100", _E, "syntax error"),
         CodeInfo("FL101", _E, "invalid literal"),
         CodeInfo("FL201", _E, "unknown action"),

@@ -104,3 +104,103 @@ RENDERERS = {
     "json": render_json,
     "github": render_github,
 }
+
+
+# ---------------------------------------------------------------------- SARIF
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+HELP_URI = "https://github.com/flowlang/flowlang/blob/main/docs/diagnostics.md#{anchor}"
+_LEVEL = {"error": "error", "warning": "warning"}
+
+
+def _uri(path: str) -> str:
+    """A file's URI relative to the current folder when it lies below it (so that
+    code scanning can match it to the repository), else absolute."""
+    import os
+    from pathlib import Path
+
+    absolute = Path(path).resolve()
+    try:
+        return absolute.relative_to(Path(os.getcwd()).resolve()).as_posix()
+    except ValueError:
+        return absolute.as_uri()
+
+
+def _region(line: int, column: int, end_line: int, end_column: int) -> dict:
+    region = {"startLine": line, "startColumn": column}
+    if (end_line, end_column) > (line, column):
+        region.update(endLine=end_line, endColumn=end_column)
+    return region
+
+
+def _fingerprint(d: Diagnostic, lookup: SourceLookup | None) -> str:
+    """The alert's identity across commits: its code, file, message and the text of
+    its line (whitespace squeezed), not the line number, so that moving code
+    around it keeps the alert the same one."""
+    import hashlib
+
+    source = lookup(d.file) if lookup else None
+    text = " ".join(source.line(d.line).split()) if source is not None else ""
+    raw = "\0".join([d.code, _uri(d.file), d.message, text])
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
+
+
+def sarif_log(diagnostics: Sequence[Diagnostic], lookup: SourceLookup | None = None) -> dict:
+    """A SARIF 2.1.0 log: one run, a rule per code, a result per diagnostic."""
+    from flowlang import __version__
+    from flowlang.diagnostics import CODES
+
+    codes = sorted(CODES)
+    index = {code: i for i, code in enumerate(codes)}
+    rules = [{
+        "id": code,
+        "name": "".join(w.capitalize() for w in CODES[code].title.replace("`", "").split()),
+        "shortDescription": {"text": CODES[code].title},
+        "fullDescription": {"text": f"{code}: {CODES[code].title}"},
+        "helpUri": HELP_URI.format(anchor=code.lower()),
+        "defaultConfiguration": {"level": _LEVEL[CODES[code].severity.value]},
+    } for code in codes]
+    results = []
+    for d in diagnostics:
+        message = d.message + (f" (help: {d.help})" if d.help else "")
+        result = {
+            "ruleId": d.code,
+            "ruleIndex": index[d.code],
+            "level": _LEVEL[d.severity.value],
+            "message": {"text": message},
+            "locations": [{"physicalLocation": {
+                "artifactLocation": {"uri": _uri(d.file)},
+                "region": _region(d.line, d.column, d.end_line, d.end_column)}}],
+            "partialFingerprints": {"flowlang/v1": _fingerprint(d, lookup)},
+        }
+        if d.related:
+            result["relatedLocations"] = [{
+                "id": number,
+                "message": {"text": r.message},
+                "physicalLocation": {
+                    "artifactLocation": {"uri": _uri(r.file)},
+                    "region": _region(r.line, r.column, r.end_line, r.end_column)},
+            } for number, r in enumerate(d.related, 1)]
+        results.append(result)
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "flowlang",
+                "version": __version__,
+                "semanticVersion": __version__,
+                "informationUri": "https://github.com/flowlang/flowlang",
+                "rules": rules,
+            }},
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }],
+    }
+
+
+def render_sarif(diagnostics: Sequence[Diagnostic], lookup: SourceLookup | None = None) -> str:
+    return json.dumps(sarif_log(diagnostics, lookup), indent=2, ensure_ascii=False) + "\n"
+
+
+RENDERERS["sarif"] = render_sarif

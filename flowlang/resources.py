@@ -21,3 +21,11 @@ def grammar_file() -> Path:
 
 def stdlib_dir() -> Path:
     return _find("stdlib")
+
+
+def diagnostics_doc() -> Path:
+    """docs/diagnostics.md: the one text `flowlang explain` and the docs share."""
+    for candidate in (_PACKAGE / "docs" / "diagnostics.md", _PACKAGE.parent / "docs" / "diagnostics.md"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("flowlang is installed without docs/diagnostics.md")
