@@ -18,26 +18,40 @@ import attrs
 from flowlang.ir import RESTING
 from flowlang.render import dot, mermaid
 from flowlang.render.style import (
-    Diagram, Edge, Node, RenderError, STATUSES, _actions, action_kind, action_list,
-    describe, details, duration, expr_text, literal, MANUAL_LINE, wrap, wrap_all,
+    MANUAL_LINE,
+    STATUSES,
+    Diagram,
+    Edge,
+    Node,
+    RenderError,
+    action_kind,
+    action_list,
+    declaration,
+    describe,
+    details,
+    duration,
+    expr_text,
+    literal,
+    wrap,
+    wrap_all,
 )
 
-__all__ = ["RENDERERS", "Format", "Counts", "RenderError", "diagram", "read_counts"]
+__all__ = ["RENDERERS", "Format", "Counts", "Diagram", "RenderError", "diagram", "read_counts",
+           "unknown_steps"]
 
 
 @attrs.frozen
 class Format:
-    """An output format: how to draw a diagram, and whether the result is bytes
-    (which never go to a terminal)."""
+    """An output format: how to draw a diagram (`render(diagram, legend=False)`),
+    and whether the result is bytes, which never go to a terminal."""
     render: Callable[..., str | bytes]
     binary: bool = False
-    needs_dot: bool = False
 
 
 RENDERERS: dict[str, Format] = {
     "dot": Format(dot.render),
-    "svg": Format(dot.render_svg, needs_dot=True),
-    "png": Format(dot.render_png, binary=True, needs_dot=True),
+    "svg": Format(dot.render_svg),
+    "png": Format(dot.render_png, binary=True),
     "mermaid": Format(mermaid.render),
 }
 
@@ -194,14 +208,15 @@ def flow_diagram(machine: Mapping) -> Diagram:
 
 def _title(machine: Mapping) -> str:
     kind = machine["kind"]
-    return f"{machine['title']} ({kind} {machine['name']})" if machine["title"] else f"{kind} {machine['name']}"
+    name = f"{kind} {machine['name']}"
+    return f"{machine['title']} ({name})" if machine["title"] else name
 
 
 # ------------------------------------------------------------------ pipelines
 
 def _stage_settings(action: Mapping) -> list[str]:
     """The settings of an action that name a stage (declared `{stage}`)."""
-    decl = _actions().get(action["action"])
+    decl = declaration(action)
     if decl is None:
         return []
     return [s.text for s in decl.settings

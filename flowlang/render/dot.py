@@ -13,8 +13,18 @@ import shutil
 import graphviz
 
 from flowlang.render.style import (
-    EDGES, KINDS, MANUAL_LEGEND, MANUAL_PENWIDTH, VOLUME_LEGEND, Diagram, Edge,
-    Node, RenderError, blend, fill, HEAT,
+    EDGES,
+    HEAT,
+    KINDS,
+    MANUAL_LEGEND,
+    MANUAL_PENWIDTH,
+    VOLUME_LEGEND,
+    Diagram,
+    Edge,
+    Node,
+    RenderError,
+    blend,
+    fill,
 )
 
 FONT = "Helvetica,Arial,sans-serif"

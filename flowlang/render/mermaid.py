@@ -12,8 +12,19 @@ from __future__ import annotations
 import re
 
 from flowlang.render.style import (
-    EDGES, KINDS, MANUAL_DASH, MANUAL_LEGEND, MANUAL_PENWIDTH, VOLUME_LEGEND, Diagram, Edge,
-    Node, RenderError, blend, fill, HEAT,
+    EDGES,
+    HEAT,
+    KINDS,
+    MANUAL_DASH,
+    MANUAL_LEGEND,
+    MANUAL_PENWIDTH,
+    VOLUME_LEGEND,
+    Diagram,
+    Edge,
+    Node,
+    RenderError,
+    blend,
+    fill,
 )
 
 MAX_TEXT = 50_000   # Mermaid's default maxTextSize

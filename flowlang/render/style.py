@@ -1,6 +1,7 @@
-"""The visual language both back ends draw, and the diagram a machine becomes in it.
+"""The visual language both back ends draw: the `Diagram` model, the looks of its
+kinds of node and edge, and the words of its labels.
 
-A flow or pipeline (IR) becomes a `Diagram`: nodes of a *kind* (message, CRM
+A flow or pipeline (IR) becomes a `Diagram` (`flowlang.render.diagram`): nodes of a *kind* (message, CRM
 action, wait, split, exit …) with their text already worded and wrapped, and
 edges of a kind (next, branch, timeout, goto …) with their labels. The DOT and
 Mermaid back ends only serialise a `Diagram`, so both say the same thing in the
@@ -364,10 +365,16 @@ def action_kind(action: Mapping) -> str:
     return next((k for k in _ACTION_KINDS if k in kinds), "action")
 
 
+def declaration(action: Mapping):
+    """The stdlib's declaration of an action's phrase (None for a project's own:
+    the IR does not carry declarations, and its effects already say enough)."""
+    return _actions().get(action["action"])
+
+
 def describe(action: Mapping, participant: str) -> str:
     """`send email "Welcome"`, `add to flow newsletter_winback`: the phrase with
     its arguments written as the declaration's slots say."""
-    decl = _actions().get(action["action"])
+    decl = declaration(action)
     slots = decl.pattern.slots if decl else ()
     args = []
     for i, arg in enumerate(action.get("args", ())):
