@@ -455,11 +455,6 @@ def test_a_second_run_of_the_same_person_gets_new_keys():
     assert len(set(keys)) == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the run part of the key is the entry time in whole seconds: a person who finishes a "
-    "run and starts the next one within the same second (a form submitted twice, a flow "
-    "with no wait) gets the first run's keys again, so a host deduping on the key drops "
-    "the second run's actions; a run number (finished runs + 1) would not collide"))
 def test_two_runs_started_in_the_same_second_get_different_keys():
     host = Host(f"""
     form signup {{ on submit {{ add interest "X" }} }}
@@ -763,12 +758,6 @@ def test_wait_until_keeps_its_date_across_a_pause():
     assert [d["step"] for d in host.deliveries] == ["run-script-after"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "at resume the queued participants enter first and the events held for them apply "
-    "after: one who joined the exclusion selection (or met the success criterion) while "
-    "queued is sent the first step's e-mail and only then leaves; the queued should enter "
-    "with what is known of them now (the person directory has it), or have their held "
-    "events applied before the first step"))
 def test_a_queued_participant_who_joins_the_exclusion_never_gets_an_action():
     host = Host(f"""
     flow f {{
@@ -792,12 +781,6 @@ def test_a_queued_participant_who_joins_the_exclusion_never_gets_an_action():
     assert host.p("f", "customer").status == "completed_success"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hand-overs are done recursively (`_save` -> `_own_effects` -> `enroll` -> `_save`): "
-    "two flows that hand a participant to each other with no wait (FL407 is only a "
-    "warning, so they compile and start) make `enroll` raise RecursionError in the "
-    "host's call; hand-overs should be queued and a cycle bounded like MAX_TRANSITIONS "
-    "(the participant fails with the reason)"))
 def test_a_hand_over_cycle_without_a_wait_does_not_crash_the_engine():
     import signal
 
@@ -1084,11 +1067,6 @@ def test_pipeline_lifecycle_changes_from_a_company_sync_create_no_lead():
     assert len({d["key"] for d in host.deliveries}) == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "`end` leaves the events held for the paused flow in the store: they are neither "
-    "applied nor dead-lettered, and a later pause and resume replays them (at the "
-    "dropout participants); end should move them to the dead letters ('the flow was "
-    "ended') so that nothing in the intake is silently dropped"))
 def test_events_held_for_an_ended_flow_go_to_the_dead_letters():
     host = Host(SIMPLE)
     e = host.engine

@@ -22,6 +22,9 @@ from flowlang.runtime.state import EMPTY, FINISHED, STATUSES, Participant
 from flowlang.runtime.store import DeadLetter, FlowRecord, MemoryStore, OutboxRow, Store
 
 CONTROLS = ("start", "pause", "resume", "end")
+#: A participant handed from flow to flow more often than this in one go is in a
+#: cycle without a wait: it fails instead of running for ever.
+MAX_HANDOVERS = 100
 
 
 class EngineError(Exception):
@@ -147,6 +150,10 @@ class Engine:
         self.event_needs = event_needs()
         self._programs: dict[str, interp.Program] = {}
         self._pending_migration: dict[str, dict] = {}
+        #: hand-overs (`add to flow X`) still to do, worked off in a loop, not by
+        #: recursion: flows may hand a participant round a cycle (FL407 warns)
+        self._handovers: list[tuple] = []
+        self._handing_over = False
         #: called with every step result (simulations, progress displays)
         self.listeners: list[Callable] = []
         #: participants whose steps carry a trace of why (`simulate --explain`)
@@ -277,7 +284,19 @@ class Engine:
             else:
                 self.store.save(q)
         for p in queued:
-            self._save(interp.enter(program, p, now, p.id in self.explain))
+            # what the person became while queued (held events, other flows) counts:
+            # the exclusion and the success criterion are checked before the first step
+            person = self.store.person(p.id)
+            q = p.copy()
+            if person is not None:
+                q.data = person["data"]
+                q.memberships = {k: frozenset(v) for k, v in person["memberships"].items()}
+            if program.exclude & q.member_of("selection"):
+                q.status = "dropout"
+                q.error = "joined the exclusion selection while queued"
+                self.store.save(q)
+                continue
+            self._save(interp.enter(program, q, now, p.id in self.explain))
         for event in self.store.held_events(flow):
             self._route(event, only=flow)
 
@@ -305,6 +324,9 @@ class Engine:
             if row.status == "pending" and row.flow == flow:
                 row.status = "cancelled"
                 self.store.update_outbox(row)
+        for event in self.store.held_events(flow):
+            self.store.dead_letter(DeadLetter(event, f"flow `{flow}` was ended while it held "
+                                              "this event", self.clock.now()))
         self.store.put_flow(record)
 
     def delete(self, flow: str) -> None:
@@ -343,6 +365,7 @@ class Engine:
             return Admission(False, "refused", "the trigger's filter or exclusion keeps it out")
         if existing is not None:
             self.store.archive(existing)
+            candidate.run = existing.run + 1
         if record.status == "paused":
             self.store.save(candidate)
             return Admission(True, "queued")
@@ -586,7 +609,29 @@ class Engine:
             if effect["verb"] == "hands_over" and effect["kind"] == "flow":
                 target = effect["target"]
                 if self.store.flow(target) is not None:
-                    self.enroll(target, pid)
+                    self._handovers.append((target, pid, action))
+        if self._handing_over:
+            return  # the outer call works the list off
+        self._handing_over = True
+        try:
+            done = 0
+            while self._handovers:
+                target, who, cause = self._handovers.pop(0)
+                done += 1
+                if done > MAX_HANDOVERS:
+                    self._handovers.clear()
+                    stuck = self.store.participant(cause.flow, cause.participant)
+                    if stuck is not None:
+                        q = stuck.copy()
+                        q.status = "failed"
+                        q.wake_at = None
+                        q.error = (f"more than {MAX_HANDOVERS} hand-overs without a wait: flows "
+                                   "hand the participant to each other in a cycle")
+                        self.store.save(q)
+                    break
+                self.enroll(target, who)
+        finally:
+            self._handing_over = False
 
     @batch
     def dispatch(self) -> int:

@@ -149,11 +149,10 @@ class _Run:
         # the visit: how many times the participant has been at the state that
         # owns this action (the state itself, or the exit/split/wait that runs a
         # block of actions); derived from the path, so nothing extra is stored
-        # and the run: when the person entered (a second run of the same version
-        # must not repeat the first run's keys)
+        # and the run (a second run of the same version must not repeat the
+        # first run's keys)
         visit = p.path.count(p.step) if p.step is not None else 1
-        run = int(p.entered_at.timestamp()) if p.entered_at is not None else 0
-        key = f"{self.program.key_prefix}{p.id}:{run}:{step_id}:{visit}"
+        key = f"{self.program.key_prefix}{p.id}:{p.run}:{step_id}:{visit}"
         # the action sees the data as its own operations leave it
         self.apply_effects(do)
         self.actions.append(Action(key, self.program.name, p.id, step_id, do["action"], do,

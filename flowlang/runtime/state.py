@@ -23,7 +23,7 @@ FINISHED = frozenset({"completed", "completed_success", "dropout", "failed"})
 
 class Participant:
     __slots__ = ("id", "flow", "version", "status", "step", "entered_at", "arrived_at", "wake_at",
-                 "data", "memberships", "history", "visits", "path", "error", "auto_moves")
+                 "data", "memberships", "history", "visits", "path", "error", "auto_moves", "run")
 
     def __init__(self, id: str, flow: str, version: str = "", data: dict | None = None,
                  memberships: dict | None = None):
@@ -44,6 +44,7 @@ class Participant:
         self.path: tuple = ()
         self.error: str | None = None
         self.auto_moves = True  # pipelines: off after a manual move backwards
+        self.run = 1  # which run of this flow it is for the person (part of action keys)
 
     def copy(self) -> Participant:
         other = _new(Participant)
@@ -62,6 +63,7 @@ class Participant:
         other.path = self.path
         other.error = self.error
         other.auto_moves = self.auto_moves
+        other.run = self.run
         return other
 
     def member_of(self, kind: str) -> frozenset:
@@ -79,7 +81,8 @@ class Participant:
                 "arrived_at": iso(self.arrived_at), "wake_at": iso(self.wake_at),
                 "data": self.data, "memberships": {k: sorted(v) for k, v in self.memberships.items()},
                 "history": [list(h) for h in self.history], "visits": self.visits,
-                "path": list(self.path), "error": self.error, "auto_moves": self.auto_moves}
+                "path": list(self.path), "error": self.error, "auto_moves": self.auto_moves,
+                "run": self.run}
 
     @classmethod
     def from_json(cls, data: dict) -> Participant:
@@ -97,6 +100,7 @@ class Participant:
         p.path = tuple(data.get("path") or ())
         p.error = data.get("error")
         p.auto_moves = data.get("auto_moves", True)
+        p.run = data.get("run", 1)
         return p
 
     def __repr__(self) -> str:
