@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 
 from jinja2 import Template, TemplateError
+from jinja2 import nodes as jinja_nodes
 from jinja2.sandbox import SecurityError
 
 from flowlang.templates import environment
@@ -16,17 +17,29 @@ class RenderError(Exception):
     pass
 
 
+_RECORDS = frozenset({"person", "company", "deal", "lead"})
+
+
 @functools.lru_cache(maxsize=4096)
-def _compiled(template: str) -> Template:
-    """Templates are few and participants many: compile each template once."""
-    return environment().from_string(template)
+def _compiled(template: str) -> tuple[Template, bool]:
+    """Templates are few and participants many: compile each template once, and
+    note whether it names anything but a record (a global such as `range`)."""
+    compiled = environment().from_string(template)
+    names = {n.name for n in environment().parse(template).find_all(jinja_nodes.Name)
+             if n.ctx == "load"}
+    return compiled, bool(names - _RECORDS)
 
 
 def render_text(template: str, participant_type: str, data: dict) -> str:
     if "{" not in template:
         return template
     try:
-        return _compiled(template).render({participant_type: data})
+        compiled, needs_globals = _compiled(template)
+        if needs_globals:
+            return compiled.render({participant_type: data})
+        # no globals needed: skip merging them into a new context for every render
+        return "".join(compiled.root_render_func(
+            compiled.new_context({participant_type: data}, shared=True)))
     except SecurityError as e:
         raise RenderError(f"template refused by the sandbox: {e}") from None
     except TemplateError as e:
