@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import io
 import json
 import pstats
@@ -23,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate import generate  # noqa: E402
-from parse import machine  # noqa: E402
+from parse import machine, timed  # noqa: E402
 
 from flowlang.check import check_project  # noqa: E402
 from flowlang.gcpause import fewer_collections  # noqa: E402
@@ -33,13 +32,6 @@ from flowlang.syntax import parse_text  # noqa: E402
 TARGET_LINES_PER_S = 12_000
 TARGET_RATIO = 2.0
 BUDGET_S = 60.0
-
-
-def timed(run) -> float:
-    gc.collect()
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
