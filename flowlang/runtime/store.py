@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import itertools
+from collections import deque
 from typing import Iterable, Iterator, Protocol
 
 import attrs
@@ -70,6 +71,13 @@ class Store(Protocol):
     def put_person(self, pid: str, record: dict) -> None: ...
 
 
+def _take(queue: deque, count: int) -> list:
+    """Up to `count` entries from the front of a bucket, in order: a batch off a
+    bucket of a million costs the batch, not the bucket."""
+    popleft = queue.popleft
+    return [popleft() for _ in range(min(count, len(queue)))]
+
+
 class MemoryStore:
     """Everything in dicts, a heap for timers (stale entries skipped on pop)."""
 
@@ -80,7 +88,7 @@ class MemoryStore:
         self._finished: dict[str, list[Participant]] = {}
         #: the due-time index: wake time -> participants, and a heap of the times;
         #: those who wait together wake together, as one bucket
-        self._buckets: dict[dt.datetime, list[Participant]] = {}
+        self._buckets: dict[dt.datetime, deque[Participant]] = {}
         self._times: list[dt.datetime] = []
         self._seq = itertools.count()
         self._held: dict[str, list[dict]] = {}
@@ -143,7 +151,7 @@ class MemoryStore:
     def _queue_attempt(self, row: OutboxRow) -> None:
         keys = self._attempts.get(row.next_attempt)
         if keys is None:
-            keys = self._attempts[row.next_attempt] = []
+            keys = self._attempts[row.next_attempt] = deque()
             heapq.heappush(self._attempt_times, row.next_attempt)
         keys.append(row.key)
 
@@ -151,7 +159,7 @@ class MemoryStore:
         """Put a participant (back) into the due-time index at its `wake_at`."""
         bucket = self._buckets.get(participant.wake_at)
         if bucket is None:
-            bucket = self._buckets[participant.wake_at] = []
+            bucket = self._buckets[participant.wake_at] = deque()
             heapq.heappush(self._times, participant.wake_at)
         bucket.append(participant)
 
@@ -168,11 +176,8 @@ class MemoryStore:
         while self._times and self._times[0] <= now and len(out) < limit:
             wake_at = self._times[0]
             bucket = self._buckets[wake_at]
-            room = limit - len(out)
-            chunk, rest = bucket[:room], bucket[room:]
-            if rest:
-                self._buckets[wake_at] = rest
-            else:
+            chunk = _take(bucket, limit - len(out))
+            if not bucket:
                 heapq.heappop(self._times)
                 del self._buckets[wake_at]
             runs = self._participants
@@ -205,11 +210,8 @@ class MemoryStore:
         while self._attempt_times and self._attempt_times[0] <= now and len(out) < limit:
             when = self._attempt_times[0]
             keys = self._attempts[when]
-            room = limit - len(out)
-            chunk, rest = keys[:room], keys[room:]
-            if rest:
-                self._attempts[when] = rest
-            else:
+            chunk = _take(keys, limit - len(out))
+            if not keys:
                 heapq.heappop(self._attempt_times)
                 del self._attempts[when]
             for key in chunk:
