@@ -486,7 +486,7 @@ class FlowCompiler:
         elif isinstance(step, n.Split):
             state = self.split(step, base, after)
         elif isinstance(step, n.Goto):
-            target = self.resolve_label(step.target.text)
+            target = step.target.text  # a label is its step's id
             state = {**base, "kind": "goto", "target": target, "next": target}
         elif isinstance(step, n.Exit):
             state = {**base, "kind": "exit",
@@ -505,9 +505,6 @@ class FlowCompiler:
         else:
             raise AssertionError(f"unknown step {type(step).__name__}")
         self.states.append(state)
-
-    def resolve_label(self, label: str) -> str:
-        return label  # a label is its step's id
 
     def split(self, step: n.Split, base: dict, after: str | None) -> dict:
         ctx = self.ctx
@@ -586,7 +583,3 @@ def compile_pipeline(ctx: CheckContext, pipeline: n.Pipeline) -> dict:
         "handlers": handlers, "span": span(pipeline),
     }
     return ir.with_hash(machine)
-
-
-def _unused(_: _dt.date) -> None:  # keep the datetime import honest for type checkers
-    return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-import itertools
 from collections import deque
 from typing import Iterable, Iterator, Protocol
 
@@ -90,7 +89,6 @@ class MemoryStore:
         #: those who wait together wake together, as one bucket
         self._buckets: dict[dt.datetime, deque[Participant]] = {}
         self._times: list[dt.datetime] = []
-        self._seq = itertools.count()
         self._held: dict[str, list[dict]] = {}
         self._outbox: dict[str, OutboxRow] = {}
         #: pending rows by the time of their next attempt, like the timers
