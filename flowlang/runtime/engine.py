@@ -8,6 +8,7 @@ Time comes from the clock; nothing here reads the wall clock.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter
 from typing import Callable
 
@@ -16,15 +17,26 @@ import attrs
 from flowlang.gcpause import batch
 from flowlang.runtime import interpreter as interp
 from flowlang.runtime import pipeline as pipelines
+from flowlang.runtime.calls import HandlerTimeout, TimedCaller
 from flowlang.runtime.clock import RealClock
+from flowlang.runtime.crashpoints import crashpoint
 from flowlang.runtime.render import RenderError, render_args, render_settings
 from flowlang.runtime.state import EMPTY, FINISHED, STATUSES, Participant
-from flowlang.runtime.store import DeadLetter, FlowRecord, MemoryStore, OutboxRow, Store
+from flowlang.runtime.store import DeadLetter, FlowRecord, MemoryStore, OutboxRow, Retry, Store
 
 CONTROLS = ("start", "pause", "resume", "end")
 #: A participant handed from flow to flow more often than this in one go is in a
 #: cycle without a wait: it fails instead of running for ever.
 MAX_HANDOVERS = 100
+#: Why a participant whose run `end` stopped is a dropout; a restart of the flow
+#: admits only people without such a run.
+ENDED = "the flow was ended"
+#: How often a unit of work is tried again when a durable store reports a
+#: conflict with another worker (a deadlock, a participant advanced elsewhere).
+ATTEMPTS = 5
+#: An at-most-once action being delivered holds its row this long; a row still
+#: `sending` after that was lost with its worker, and is not sent again.
+SENDING_LEASE = dt.timedelta(minutes=10)
 
 
 class EngineError(Exception):
@@ -134,12 +146,40 @@ def _touches_person(do: dict) -> bool:
     return cached[1]
 
 
+def unit_of_work(method):
+    """Run an engine method as one transaction of its store (nested calls join the
+    outer one), tried again from the start when a durable store reports a conflict
+    with another worker: everything it did was rolled back, so it can be redone."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if self.store.in_transaction():
+            return method(self, *args, **kwargs)
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self.store.transaction():
+                    return method(self, *args, **kwargs)
+            except Retry:
+                self._handovers.clear()
+                self._handing_over = False
+                if attempt == ATTEMPTS:
+                    raise
+    return wrapper
+
+
 class Engine:
     def __init__(self, store: Store | None = None, clock=None, *, seed: int = 0,
                  max_attempts: int = 5, backoff: dt.timedelta = dt.timedelta(minutes=1),
-                 batch: int = 10_000, event_types: frozenset[str] | None = None):
+                 batch: int = 10_000, event_types: frozenset[str] | None = None,
+                 handler_timeout: float | None = None, chunk: int = 1_000):
         self.store: Store = store if store is not None else MemoryStore()
-        self.clock = clock if clock is not None else RealClock()
+        if clock is None:
+            clock = getattr(self.store, "clock", None) or RealClock()
+        self.clock = clock
+        #: a handler that runs longer than this (seconds) has failed (None: no limit)
+        self.handler_timeout = handler_timeout
+        self._caller = TimedCaller() if handler_timeout else None
+        #: how many participants or outbox rows `end` changes per transaction
+        self.chunk = chunk
         self.seed = seed
         self.max_attempts = max_attempts
         self.backoff = backoff
@@ -149,7 +189,6 @@ class Engine:
         self.event_updates = event_updates()
         self.event_needs = event_needs()
         self._programs: dict[str, interp.Program] = {}
-        self._pending_migration: dict[str, dict] = {}
         #: hand-overs (`add to flow X`) still to do, worked off in a loop, not by
         #: recursion: flows may hand a participant round a cycle (FL407 warns)
         self._handovers: list[tuple] = []
@@ -189,6 +228,7 @@ class Engine:
         return record
 
     # ------------------------------------------------------------------ lifecycle
+    @unit_of_work
     def deploy(self, machine: dict, removed: dict[str, str | None] | None = None) -> str:
         """Deploy a compiled flow (IR). A new version of a deployed flow can only be
         deployed while the flow is paused or stopped. Participants resting at a step
@@ -223,18 +263,22 @@ class Engine:
             bad = [t for t in (removed or {}).values() if t is not None and t not in new_steps]
             if bad:
                 raise EngineError(f"the new version of `{name}` has no step {', '.join(bad)}")
-            self._pending_migration[name] = dict(removed or {})
+            record.migration = {**record.migration, **(removed or {})}
             record.version = machine["hash"]
             self.store.put_flow(record)
         return machine["hash"]
 
+    @unit_of_work
     def start(self, flow: str) -> None:
         record = self._record(flow)
         if record.status == "paused":
             raise EngineError(f"flow `{flow}` is paused; resume it instead")
+        if record.status == "ending":
+            raise EngineError(f"flow `{flow}` is being ended; wait until it is stopped")
         record.status = "running"
         self.store.put_flow(record)
 
+    @unit_of_work
     def pause(self, flow: str) -> None:
         record = self._record(flow)
         if record.status != "running":
@@ -243,6 +287,7 @@ class Engine:
         record.paused_at = self.clock.now()
         self.store.put_flow(record)
 
+    @unit_of_work
     def resume(self, flow: str) -> None:
         """Everyone continues where they were: timers move on by the pause, queued
         participants enter, held events apply in order, a new version applies to
@@ -256,7 +301,9 @@ class Engine:
         record.paused_at = None
         self.store.put_flow(record)
         program = self.current(flow)
-        migration = self._pending_migration.pop(flow, {})
+        migration = record.migration
+        record.migration = {}
+        self.store.put_flow(record)
         queued = []
         for p in self.store.participants(flow):
             if p.status == "queued":
@@ -272,7 +319,7 @@ class Engine:
                     if target is None:
                         self._finish_stranded(q)
                         continue
-                    self._save(interp.enter_at(program, q, target, now))
+                    self._save(interp.enter_at(program, q, target, now), p)
                     continue
             if q.wake_at is not None:
                 # a duration is frozen while paused; a `wait until` date is not: once
@@ -309,26 +356,58 @@ class Engine:
 
     def end(self, flow: str) -> None:
         """Stop the flow: active and queued participants drop out, their undelivered
-        actions are cancelled; a restart admits only new participants."""
-        record = self._record(flow)
-        record.status = "stopped"
-        record.paused_at = None
-        for p in self.store.participants(flow):
-            if p.status in ("active", "queued"):
+        actions are cancelled; a restart admits only new participants.
+
+        On a durable store this is many transactions: the flow is first marked
+        `ending` (the durable cursor: what is left is whatever is still active), then
+        participants and outbox rows change a chunk at a time. A worker that stops
+        half-way leaves the flow `ending`, and `recover` finishes the job."""
+        def mark():
+            record = self._record(flow)
+            record.status = "ending"
+            record.paused_at = None
+            self.store.put_flow(record)
+        self._atomic(mark)
+        self._finish_end(flow)
+
+    def _finish_end(self, flow: str) -> None:
+        def drop_chunk() -> int:
+            chunk = self.store.unfinished(flow, self.chunk)
+            for p in chunk:
                 q = p.copy()
                 q.status = "dropout"
                 q.wake_at = None
-                record.ended.add(q.id)
+                q.error = ENDED
                 self.store.save(q)
-        for row in self.store.outbox():
-            if row.status == "pending" and row.flow == flow:
-                row.status = "cancelled"
-                self.store.update_outbox(row)
-        for event in self.store.held_events(flow):
-            self.store.dead_letter(DeadLetter(event, f"flow `{flow}` was ended while it held "
-                                              "this event", self.clock.now()))
-        self.store.put_flow(record)
+            return len(chunk)
 
+        while self._atomic(drop_chunk):
+            crashpoint("mid_end")
+        while self._atomic(self.store.cancel_outbox, flow, self.chunk):
+            crashpoint("mid_end")
+
+        def close():
+            for event in self.store.held_events(flow):
+                self.store.dead_letter(DeadLetter(event, f"flow `{flow}` was ended while it held "
+                                                  "this event", self.clock.now()))
+            record = self._record(flow)
+            record.status = "stopped"
+            self.store.put_flow(record)
+        self._atomic(close)
+
+    def recover(self) -> None:
+        """Finish what a worker that stopped hard left half-done: an `end` in
+        progress, and at-most-once deliveries whose outcome is unknown."""
+        for record in self.store.flows():
+            if record.status == "ending":
+                self._finish_end(record.name)
+        self._atomic(self._settle_lost_sends)
+
+    def _atomic(self, function, *args):
+        """`function(*args)` as one unit of work (see `unit_of_work`)."""
+        return unit_of_work(lambda engine: function(*args))(self)
+
+    @unit_of_work
     def delete(self, flow: str) -> None:
         record = self._record(flow)
         if record.status == "running":
@@ -339,20 +418,21 @@ class Engine:
         return self._record(flow).status
 
     # ------------------------------------------------------------------ enrolment
+    @unit_of_work
     def enroll(self, flow: str, pid: str, data: dict | None = None,
                memberships: dict | None = None, event: dict | None = None) -> Admission:
         """Offer a person to a flow through its trigger rules."""
         record = self._record(flow)
         person = self._person(pid, data, memberships)
-        if record.status == "stopped":
+        if record.status in ("stopped", "ending"):
             return Admission(False, "refused", f"flow `{flow}` is not running")
         if record.kind == "pipeline":
             return self._new_record(record, pid, person["data"], (data or {}).get("stage"))
-        if pid in record.ended:
-            return Admission(False, "refused", "this participant's run was ended; a restart "
-                             "admits only new participants")
         program = self.current(flow)
         existing = self.store.participant(flow, pid)
+        if existing is not None and existing.status == "dropout" and existing.error == ENDED:
+            return Admission(False, "refused", "this participant's run was ended; a restart "
+                             "admits only new participants")
         if existing is not None and not existing.finished:
             return Admission(False, "refused", "already in the flow")
         if existing is not None and program.trigger.get("once_per_person"):
@@ -377,9 +457,15 @@ class Engine:
         """Offer many people at once: `people` yields (pid, data) or (pid, data,
         memberships). Returns how many were admitted, queued and refused."""
         outcome: Counter = Counter()
-        for person in people:
-            admission = self.enroll(flow, *person)
-            outcome[admission.status] += 1
+
+        def enroll_chunk(chunk) -> Counter:
+            counted: Counter = Counter()
+            for person in chunk:
+                counted[self.enroll(flow, *person).status] += 1
+            return counted
+
+        for chunk in _chunks(people, self.batch):
+            outcome.update(self._atomic(enroll_chunk, chunk))
         return outcome
 
     def _new_record(self, record: FlowRecord, pid: str, data: dict, stage: str | None) -> Admission:
@@ -425,6 +511,7 @@ class Engine:
         return person
 
     # ------------------------------------------------------------------ events
+    @unit_of_work
     def ingest(self, event: dict) -> str:
         """Take an event from the host: apply it to the participant's runs, admit
         the participant to flows it triggers, or keep it for a paused flow. A
@@ -451,8 +538,15 @@ class Engine:
     def ingest_many(self, events) -> Counter:
         """Take many events at once; returns how many had each outcome."""
         outcome: Counter = Counter()
-        for event in events:
-            outcome[self.ingest(event).split(":")[0]] += 1
+
+        def ingest_chunk(chunk) -> Counter:
+            counted: Counter = Counter()
+            for event in chunk:
+                counted[self.ingest(event).split(":")[0]] += 1
+            return counted
+
+        for chunk in _chunks(events, self.batch):
+            outcome.update(self._atomic(ingest_chunk, chunk))
         return outcome
 
     def _validate(self, event) -> str | None:
@@ -520,7 +614,7 @@ class Engine:
                     self.store.hold_event(record.name, event)
                     continue
                 self._save(interp.step(self.program(p.version), p, self.clock.now(), event,
-                                       p.id in self.explain))
+                                       p.id in self.explain), p)
                 continue
             if record.status == "stopped" or record.version is None:
                 continue
@@ -544,20 +638,31 @@ class Engine:
         now = self.clock.now()
         moved = 0
         while True:
-            due = self.store.due(now, self.batch)
-            if not due:
+            advanced = self._atomic(self._advance_batch, now)
+            if advanced is None:
                 break
-            running: dict[str, bool] = {}
-            for p in due:
-                live = running.get(p.flow)
-                if live is None:
-                    record = self.store.flow(p.flow)
-                    live = running[p.flow] = record is not None and record.status == "running"
-                if not live:
-                    continue  # paused: it leaves the index, and resume puts it back
-                self._save(interp.step(self.program(p.version), p, now, None, p.id in self.explain))
-                moved += 1
+            crashpoint("after_commit")
+            moved += advanced
         self.dispatch()
+        return moved
+
+    def _advance_batch(self, now: dt.datetime) -> int | None:
+        """Claim a batch of due participants and step each (one transaction).
+        None when nothing was due."""
+        due = self.store.due(now, self.batch)
+        if not due:
+            return None
+        running: dict[str, bool] = {}
+        moved = 0
+        for p in due:
+            live = running.get(p.flow)
+            if live is None:
+                record = self.store.flow(p.flow)
+                live = running[p.flow] = record is not None and record.status == "running"
+            if not live:
+                continue  # paused: it leaves the index, and resume puts it back
+            self._save(interp.step(self.program(p.version), p, now, None, p.id in self.explain), p)
+            moved += 1
         return moved
 
     def next_wake(self) -> dt.datetime | None:
@@ -579,9 +684,14 @@ class Engine:
         self.tick()
 
     # ------------------------------------------------------------------ saving and the outbox
-    def _save(self, result: interp.StepResult) -> None:
+    def _save(self, result: interp.StepResult, before: Participant | None = None) -> None:
+        """Store a step's result with its outbox rows; the positions in the path it
+        moved between are its transition record (a durable store refuses a second
+        record for one position: no participant is advanced twice)."""
         p = result.participant
-        self.store.save(p, result.actions)
+        start = len(before.path) if before is not None and before.run == p.run else 0
+        moved = (start, len(p.path)) if len(p.path) > start else None
+        self.store.save(p, result.actions, moved)
         for listener in self.listeners:
             listener(result)
         for action in result.actions:
@@ -636,32 +746,67 @@ class Engine:
     @batch
     def dispatch(self) -> int:
         """Deliver due outbox rows to the handlers; retry failures with backoff;
-        fail the participant after the last attempt, keeping the error."""
+        fail the participant after the last attempt, keeping the error, and put the
+        action in the dead letters.
+
+        At least once (the default): a batch of rows is claimed, delivered and
+        marked sent in one transaction; a worker that stops before the commit
+        leaves the rows pending, and they are delivered again (the handler dedupes
+        on the key). At most once: the row is marked `sending` and committed
+        before its handler runs; a row found still `sending` after its lease was
+        lost with its worker and is dead-lettered, never sent again."""
         now = self.clock.now()
         delivered = 0
         while True:
-            rows = self.store.outbox_due(now, self.batch)
-            if not rows:
+            claimed, once = self._atomic(self._dispatch_batch, now)
+            if not claimed:
                 return delivered
-            for row in rows:
+            delivered += claimed
+            for row in once:
+                self._atomic(self._deliver, row, now)
+
+    def _dispatch_batch(self, now: dt.datetime) -> tuple[int, list[OutboxRow]]:
+        rows = self.store.outbox_due(now, self.batch)
+        once: list[OutboxRow] = []
+        for row in rows:
+            if row.status == "sending":
+                row.status = "failed"
+                row.error = ("the worker stopped while delivering it; at most once: not "
+                             "sent again, and whether it reached the host is unknown")
+                self.store.update_outbox(row)
+                self.store.dead_letter(_action_letter(row, now))
+            elif row.do.get("delivery") == "at most once":
+                row.status = "sending"
+                row.next_attempt = now + SENDING_LEASE
+                self.store.update_outbox(row)
+                once.append(row)
+            else:
                 self._deliver(row, now)
-                delivered += 1
+        if rows:
+            crashpoint("before_ack")
+        return len(rows), once
 
     def _deliver(self, row: OutboxRow, now: dt.datetime) -> None:
         action = row
         handler = self.handlers.get(action.action) or self.handlers.get("*")
         row.attempts += 1
+        once = row.status == "sending"
         try:
             delivery = Delivery(action, row.participant_type, row.attempts)
             if action.do["templates"]:
                 delivery.settings, delivery.args  # render first: a refused template never runs
             if handler is not None:
-                handler(delivery)
+                if self._caller is not None:
+                    self._caller.call(handler, delivery, self.handler_timeout)
+                else:
+                    handler(delivery)
+                crashpoint("after_send")
         except Exception as e:  # a handler's failure is data: retried, then kept
             row.error = f"{type(e).__name__}: {e}" if not isinstance(e, RenderError) else str(e)
-            if row.attempts >= self.max_attempts or isinstance(e, RenderError):
+            if row.attempts >= self.max_attempts or isinstance(e, RenderError) or once:
                 row.status = "failed"
                 self._fail(action, row.error)
+                self.store.dead_letter(_action_letter(row, now))
             else:
                 row.next_attempt = now + self.backoff * (2 ** (row.attempts - 1))
             self.store.update_outbox(row)
@@ -689,9 +834,24 @@ class Engine:
         Failed overview). A finished participant counts at the last step it passed."""
         steps: dict[str, Counter] = {}
         statuses: Counter = Counter({s: 0 for s in STATUSES})
-        runs = list(self.store.participants(flow)) + list(self.store.finished_runs(flow))
-        for p in runs:
-            statuses[p.status] += 1
-            where = p.step or (p.path[-1] if p.path else "(queued)" if p.status == "queued" else "(start)")
-            steps.setdefault(where, Counter())[p.status] += 1
+        for (where, status), number in self.store.tally(flow).items():
+            statuses[status] += number
+            steps.setdefault(where, Counter())[status] += number
         return {"steps": {k: dict(v) for k, v in steps.items()}, "statuses": dict(statuses)}
+
+
+def _action_letter(row: OutboxRow, now: dt.datetime) -> DeadLetter:
+    return DeadLetter({"action": row.action, "key": row.key, "flow": row.flow,
+                       "participant": row.participant, "step": row.step},
+                      row.error or "failed", now, kind="action")
+
+
+def _chunks(items, size: int):
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

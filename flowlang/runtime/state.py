@@ -73,6 +73,15 @@ class Participant:
     def finished(self) -> bool:
         return self.status in FINISHED
 
+    @property
+    def place(self) -> str:
+        """Where the participant counts: its step, else the last step it passed."""
+        if self.step:
+            return self.step
+        if self.path:
+            return self.path[-1]
+        return "(queued)" if self.status == "queued" else "(start)"
+
     def to_json(self) -> dict:
         def iso(t):
             return t.isoformat() if t is not None else None

@@ -9,9 +9,10 @@ the dead letters.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import heapq
-from collections import deque
+from collections import Counter, deque
 from typing import Iterable, Iterator, Protocol
 
 import attrs
@@ -26,9 +27,10 @@ class FlowRecord:
     status: str = "stopped"  # stopped | running | paused
     version: str | None = None  # the current deployed version's hash
     paused_at: dt.datetime | None = None
-    #: the participants whose runs `end` made dropout
-    ended: set = attrs.field(factory=set)
     kind: str = "flow"  # flow | pipeline
+    #: a new version's rule for participants at steps it removed, kept until the
+    #: resume that applies it: {old step: new step or None (dropout)}
+    migration: dict = attrs.field(factory=dict)
 
 
 #: An outbox row is the interpreter's Action itself, with its delivery state.
@@ -37,12 +39,26 @@ OutboxRow = Action
 
 @attrs.define
 class DeadLetter:
+    """An event the engine could not take, or an action that failed for good."""
     event: dict
     reason: str
     at: dt.datetime | None = None
+    kind: str = "event"  # event | action
+
+
+class Retry(Exception):
+    """A durable store's transaction lost a race with another worker (a deadlock,
+    a participant another worker advanced first): everything it did is rolled
+    back, and the engine does the unit of work again."""
 
 
 class Store(Protocol):
+    """What the engine needs of a store. Every engine operation runs inside
+    `transaction()` (reentrant: nested blocks join the outer one); in a durable
+    store its writes commit together or not at all, and a conflict with another
+    worker raises `Retry`."""
+    def transaction(self) -> contextlib.AbstractContextManager: ...
+    def in_transaction(self) -> bool: ...
     def put_version(self, machine: dict) -> None: ...
     def version(self, version: str) -> dict: ...
     def flow(self, name: str) -> FlowRecord | None: ...
@@ -51,10 +67,13 @@ class Store(Protocol):
     def flows(self) -> list[FlowRecord]: ...
     def participant(self, flow: str, pid: str) -> Participant | None: ...
     def participants(self, flow: str) -> Iterator[Participant]: ...
-    def save(self, participant: Participant, outbox: Iterable[OutboxRow] = ()) -> None: ...
+    def save(self, participant: Participant, outbox: Iterable[OutboxRow] = (),
+             moved: tuple[int, int] | None = None) -> None: ...
     def save_outbox(self, row: OutboxRow) -> None: ...
     def archive(self, participant: Participant) -> None: ...
     def finished_runs(self, flow: str) -> Iterator[Participant]: ...
+    def unfinished(self, flow: str, limit: int) -> list[Participant]: ...
+    def tally(self, flow: str) -> Counter: ...
     def due(self, now: dt.datetime, limit: int) -> list[Participant]: ...
     def schedule(self, participant: Participant) -> None: ...
     def next_due(self) -> dt.datetime | None: ...
@@ -64,6 +83,7 @@ class Store(Protocol):
     def next_outbox(self) -> dt.datetime | None: ...
     def update_outbox(self, row: OutboxRow) -> None: ...
     def outbox(self) -> list[OutboxRow]: ...
+    def cancel_outbox(self, flow: str, limit: int) -> int: ...
     def dead_letter(self, letter: DeadLetter) -> None: ...
     def dead_letters(self) -> list[DeadLetter]: ...
     def person(self, pid: str) -> dict | None: ...
@@ -99,6 +119,14 @@ class MemoryStore:
         #: how many outbox rows were delivered (their rows are not kept)
         self.sent = 0
 
+    # ------------------------------------------------------------------ transactions
+    def transaction(self):
+        """Memory has nothing to commit: a unit of work is just run."""
+        return contextlib.nullcontext()
+
+    def in_transaction(self) -> bool:
+        return False
+
     # ------------------------------------------------------------------ versions and flows
     def put_version(self, machine: dict) -> None:
         self._versions[machine["hash"]] = machine
@@ -128,9 +156,11 @@ class MemoryStore:
     def participants(self, flow: str) -> Iterator[Participant]:
         return iter(list(self._participants.get(flow, {}).values()))
 
-    def save(self, participant: Participant, outbox: Iterable[OutboxRow] = ()) -> None:
+    def save(self, participant: Participant, outbox: Iterable[OutboxRow] = (),
+             moved: tuple[int, int] | None = None) -> None:
         """The participant's new state and its outbox rows, together (one
-        transaction in the durable stores)."""
+        transaction in the durable stores, with the transition record `moved`:
+        the positions in its path it went from and to)."""
         runs = self._participants.setdefault(participant.flow, {})
         before = runs.get(participant.id)
         runs[participant.id] = participant
@@ -167,6 +197,21 @@ class MemoryStore:
 
     def finished_runs(self, flow: str) -> Iterator[Participant]:
         return iter(self._finished.get(flow, ()))
+
+    def unfinished(self, flow: str, limit: int) -> list[Participant]:
+        """Active and queued participants (all of them: memory survives no crash,
+        so it needs no chunks)."""
+        return [p for p in self._participants.get(flow, {}).values()
+                if p.status == "active" or p.status == "queued"]
+
+    def tally(self, flow: str) -> Counter:
+        """(place, status) -> how many runs, finished runs included."""
+        counted: Counter = Counter()
+        for p in self._participants.get(flow, {}).values():
+            counted[p.place, p.status] += 1
+        for p in self._finished.get(flow, ()):
+            counted[p.place, p.status] += 1
+        return counted
 
     def due(self, now: dt.datetime, limit: int) -> list[Participant]:
         out: list[Participant] = []
@@ -214,7 +259,8 @@ class MemoryStore:
                 del self._attempts[when]
             for key in chunk:
                 row = self._outbox.get(key)
-                if row is not None and row.status == "pending" and row.next_attempt == when:
+                if (row is not None and row.next_attempt == when
+                        and (row.status == "pending" or row.status == "sending")):
                     out.append(row)
         return out
 
@@ -228,11 +274,20 @@ class MemoryStore:
             self.sent += 1
             return
         self._outbox[row.key] = row
-        if row.status == "pending":
+        if row.status == "pending" or row.status == "sending":
             self._queue_attempt(row)
 
     def outbox(self) -> list[OutboxRow]:
         return list(self._outbox.values())
+
+    def cancel_outbox(self, flow: str, limit: int) -> int:
+        """Cancel a flow's undelivered rows (all at once in memory)."""
+        cancelled = 0
+        for row in self._outbox.values():
+            if row.status == "pending" and row.flow == flow:
+                row.status = "cancelled"
+                cancelled += 1
+        return cancelled
 
     # ------------------------------------------------------------------ people
     def person(self, pid: str) -> dict | None:
