@@ -197,6 +197,10 @@ class Engine:
         self.listeners: list[Callable] = []
         #: participants whose steps carry a trace of why (`simulate --explain`)
         self.explain: set[str] = set()
+        #: running totals, for progress displays: participants moved by `tick`,
+        #: outbox rows handled by `dispatch`
+        self.moved = 0
+        self.delivered = 0
 
     # ------------------------------------------------------------------ handlers
     def register(self, phrase: str, handler: Handler) -> None:
@@ -632,18 +636,22 @@ class Engine:
 
     # ------------------------------------------------------------------ time
     @batch
-    def tick(self) -> int:
-        """Advance every participant whose time has come, then deliver due actions.
-        Returns how many participants moved."""
+    def tick(self, stop=None) -> int:
+        """Advance every participant whose time has come, a batch per transaction,
+        then deliver due actions. Returns how many participants moved. `stop` (a
+        threading.Event) is looked at between batches: a worker asked to stop
+        finishes the batch it is in, never half of one."""
         now = self.clock.now()
         moved = 0
-        while True:
+        while stop is None or not stop.is_set():
             advanced = self._atomic(self._advance_batch, now)
             if advanced is None:
                 break
             crashpoint("after_commit")
             moved += advanced
-        self.dispatch()
+        if stop is None or not stop.is_set():
+            self.dispatch(stop)
+        self.moved += moved
         return moved
 
     def _advance_batch(self, now: dt.datetime) -> int | None:
@@ -744,7 +752,7 @@ class Engine:
             self._handing_over = False
 
     @batch
-    def dispatch(self) -> int:
+    def dispatch(self, stop=None) -> int:
         """Deliver due outbox rows to the handlers; retry failures with backoff;
         fail the participant after the last attempt, keeping the error, and put the
         action in the dead letters.
@@ -757,13 +765,15 @@ class Engine:
         lost with its worker and is dead-lettered, never sent again."""
         now = self.clock.now()
         delivered = 0
-        while True:
+        while stop is None or not stop.is_set():
             claimed, once = self._atomic(self._dispatch_batch, now)
             if not claimed:
-                return delivered
+                break
             delivered += claimed
             for row in once:
                 self._atomic(self._deliver, row, now)
+        self.delivered += delivered
+        return delivered
 
     def _dispatch_batch(self, now: dt.datetime) -> tuple[int, list[OutboxRow]]:
         rows = self.store.outbox_due(now, self.batch)

@@ -1,0 +1,634 @@
+"""The durable stores' shared half: one schema and one implementation of the
+`Store` protocol over a DB-API connection, with the differences between SQLite
+and PostgreSQL (DDL, placeholders, row locks, error classes) left to a dialect
+subclass (`sqlite_store.SqliteStore`, `postgres_store.PostgresStore`).
+
+How it stays fast and safe:
+- every engine operation is one transaction (`transaction()`); participants and
+  people saved in it are kept in memory and written together at commit with
+  `executemany`, so a claimed batch of a thousand participants costs a handful of
+  statements, and its states, transition records and outbox rows commit together
+  or not at all;
+- a participant row holds what the queries need as columns (flow, person, run,
+  status, where it counts, wake-up time) and the rest as compact JSON; step ids
+  in its path are small integers (their index in the version's states);
+- the due-time index is a partial index on the wake-up time; rows are numbered in
+  enrolment order, so participants who wait together are claimed together;
+- a transition record per move, keyed by (flow, person, run, position in the
+  path): a second worker advancing the same participant from the same place
+  violates the key, and its transaction is retried (`Retry`), never committed;
+- delivered outbox rows are deleted (a counter keeps how many), so the file
+  holds only what is still to do, went wrong, or was cancelled.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections import Counter
+from types import MappingProxyType
+from typing import Iterable, Iterator
+
+from flowlang.runtime.interpreter import Action
+from flowlang.runtime.state import EMPTY, STATUSES, Participant
+from flowlang.runtime.store import DeadLetter, FlowRecord, OutboxRow
+
+UTC = dt.timezone.utc
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = dt.timedelta(microseconds=1)
+STATUS_CODE = {name: i for i, name in enumerate(STATUSES)}
+ACTIVE = STATUS_CODE["active"]
+QUEUED = STATUS_CODE["queued"]
+
+
+def _plain(value):
+    """What JSON needs instead of the read-only and set values participants hold."""
+    if isinstance(value, (MappingProxyType, dict)):
+        return dict(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"a value of type {type(value).__name__} cannot be stored: {value!r}")
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_plain).encode
+_loads = json.loads
+
+
+def to_micros(t: dt.datetime | None) -> int | None:
+    return None if t is None else (t - EPOCH) // MICROSECOND
+
+
+def from_micros(n: int | None) -> dt.datetime | None:
+    return None if n is None else EPOCH + dt.timedelta(microseconds=n)
+
+
+class SqlStore:
+    """A `Store` over SQL. Subclasses give `dialect` attributes and `_connect`."""
+
+    #: the placeholder style of the driver ("?" or "%s")
+    placeholder = "?"
+    #: appended to claiming SELECTs (PostgreSQL: FOR UPDATE SKIP LOCKED)
+    claim_suffix = ""
+    #: the DDL of each schema version, in order (the migrations)
+    migrations: tuple[str, ...] = ()
+    #: the driver's exceptions that mean "lost a race: do it again"
+    retry_errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, connection):
+        self.db = connection
+        self._depth = 0
+        self._failed = False
+        # caches of immutable things (ids never change their meaning)
+        self._flow_ids: dict[str, int] = {}
+        self._flow_names: dict[int, str] = {}
+        self._version_ids: dict[str, int] = {}
+        self._version_hashes: dict[int, str] = {}
+        self._machines: dict[str, dict] = {}
+        self._step_codes: dict[int, dict[str, int]] = {}
+        self._step_ids: dict[int, list[str]] = {}
+        self._defs: dict[int, tuple[dict, int]] = {}  # id(do) -> (do, action_defs id)
+        self._def_bodies: dict[int, dict] = {}
+        self._reset_buffers()
+
+    # ------------------------------------------------------------------ SQL helpers
+    def sql(self, text: str) -> str:
+        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+    def _execute(self, text: str, args=()):
+        return self._cursor().execute(self.sql(text), args)
+
+    def _executemany(self, text: str, rows) -> None:
+        if rows:
+            self._cursor().executemany(self.sql(text), rows)
+
+    def _cursor(self):
+        return self.db.cursor()
+
+    def _rows(self, text: str, args=()) -> list:
+        return self._execute(text, args).fetchall()
+
+    def _one(self, text: str, args=()):
+        return self._execute(text, args).fetchone()
+
+    def migrate(self) -> None:
+        """Bring the schema to the latest version (each migration in order)."""
+        with self.transaction():
+            self._lock_schema()
+            current = self._schema_version()
+            for number, ddl in enumerate(self.migrations, 1):
+                if number <= current:
+                    continue
+                for statement in ddl.split(";"):
+                    if statement.strip():
+                        self._execute(statement)
+                self._execute("INSERT INTO meta(key, value) VALUES ('schema', ?) ON CONFLICT(key) "
+                              "DO UPDATE SET value = excluded.value", (str(number),))
+
+    def _lock_schema(self) -> None:
+        """Keep two processes from migrating at once (PostgreSQL takes a lock)."""
+
+    def _schema_version(self) -> int:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ transactions
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """One transaction: reentrant (inner blocks join the outer), committed with
+        everything buffered at the end of the outermost block, rolled back on any
+        error; a lost race surfaces as `Retry`."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self._begin()
+        self._depth = 1
+        try:
+            yield self
+            self._flush()
+        except BaseException as e:
+            self._depth = 0
+            self._rollback()
+            self._reset_buffers()
+            if self._is_retry(e):
+                raise self._translate(e) from e
+            raise
+        self._depth = 0
+        try:
+            self._commit()
+        except BaseException as e:
+            self._rollback()
+            self._reset_buffers()
+            if self._is_retry(e):
+                raise self._translate(e) from e
+            raise
+        self._reset_buffers()
+
+    def _is_retry(self, error: BaseException) -> bool:
+        return isinstance(error, self.retry_errors)
+
+    def _translate(self, error: BaseException) -> BaseException:
+        from flowlang.runtime.store import Retry
+        return Retry(f"{type(error).__name__}: {error}")
+
+    def _begin(self) -> None:
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        self.db.commit()
+
+    def _rollback(self) -> None:
+        self.db.rollback()
+
+    def _reset_buffers(self) -> None:
+        #: participants saved in this transaction: (flow, pid) -> participant
+        self._saved: dict[tuple[str, str], Participant] = {}
+        self._moves: list[tuple] = []
+        self._new_rows: list[OutboxRow] = []
+        self._row_updates: dict[str, OutboxRow] = {}
+        self._sent = 0
+        self._people: dict[str, dict] = {}
+        self._people_dirty: set[str] = set()
+        self._flows_now: dict[str, FlowRecord | None] | None = None
+
+    def _flush(self) -> None:
+        """Write what the transaction buffered, in dependency order."""
+        if self._saved:
+            rows = [self._participant_row(p) for p in self._saved.values()]
+            self._saved = {}
+            self._executemany(
+                "INSERT INTO participants(flow, pid, run, current, status, place, wake, state) "
+                "VALUES (?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT(flow, pid, run) DO UPDATE SET "
+                "status = excluded.status, place = excluded.place, wake = excluded.wake, "
+                "state = excluded.state", rows)
+        if self._moves:
+            moves, self._moves = self._moves, []
+            self._executemany("INSERT INTO transitions(flow, pid, run, position, moved_to, at) "
+                              "VALUES (?, ?, ?, ?, ?, ?)", moves)
+        if self._new_rows:
+            rows = [self._outbox_row(r) for r in self._new_rows]
+            self._new_rows = []
+            self._executemany(
+                "INSERT INTO outbox(key, flow, participant, step, action, def, at, data, "
+                "participant_type, attempts, next_attempt, status, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if self._row_updates:
+            updates, self._row_updates = list(self._row_updates.values()), {}
+            sent = [(r.key,) for r in updates if r.status == "sent"]
+            kept = [(r.attempts, to_micros(r.next_attempt), r.status, r.error, r.key)
+                    for r in updates if r.status != "sent"]
+            self._executemany("DELETE FROM outbox WHERE key = ?", sent)
+            self._executemany("UPDATE outbox SET attempts = ?, next_attempt = ?, status = ?, "
+                              "error = ? WHERE key = ?", kept)
+        if self._sent:
+            self._execute("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + ? AS TEXT) "
+                          "WHERE key = 'sent'", (self._sent,))
+            self._sent = 0
+        if self._people_dirty:
+            # in a stable order, so that two workers lock people rows alike (no deadlock)
+            rows = [(pid, _dumps(self._people[pid])) for pid in sorted(self._people_dirty)]
+            self._people_dirty = set()
+            self._executemany("INSERT INTO people(pid, record) VALUES (?, ?) ON CONFLICT(pid) "
+                              "DO UPDATE SET record = excluded.record", rows)
+
+    # ------------------------------------------------------------------ encoding
+    def _flow_id(self, name: str) -> int | None:
+        found = self._flow_ids.get(name)
+        if found is None:
+            row = self._one("SELECT id FROM flows WHERE name = ?", (name,))
+            if row is None:
+                return None
+            found = row[0]
+            self._flow_ids[name] = found
+            self._flow_names[found] = name
+        return found
+
+    def _flow_name(self, flow_id: int) -> str:
+        found = self._flow_names.get(flow_id)
+        if found is None:
+            found = self._one("SELECT name FROM flows WHERE id = ?", (flow_id,))[0]
+            self._flow_names[flow_id] = found
+            self._flow_ids[found] = flow_id
+        return found
+
+    def _version_id(self, version: str) -> int:
+        found = self._version_ids.get(version)
+        if found is None:
+            row = self._one("SELECT id FROM versions WHERE hash = ?", (version,))
+            if row is None:
+                raise KeyError(version)
+            found = row[0]
+            self._version_ids[version] = found
+            self._version_hashes[found] = version
+        return found
+
+    def _version_hash(self, version_id: int) -> str:
+        found = self._version_hashes.get(version_id)
+        if found is None:
+            found = self._one("SELECT hash FROM versions WHERE id = ?", (version_id,))[0]
+            self._version_hashes[version_id] = found
+            self._version_ids[found] = version_id
+        return found
+
+    def _steps(self, version_id: int) -> tuple[dict[str, int], list[str]]:
+        codes = self._step_codes.get(version_id)
+        if codes is None:
+            machine = self.version(self._version_hash(version_id))
+            ids = [s["id"] for s in machine.get("states") or machine.get("stages") or ()]
+            codes = self._step_codes[version_id] = {s: i for i, s in enumerate(ids)}
+            self._step_ids[version_id] = ids
+        return codes, self._step_ids[version_id]
+
+    def _participant_row(self, p: Participant) -> tuple:
+        version_id = self._version_id(p.version) if p.version else 0
+        codes = self._steps(version_id)[0] if version_id else {}
+        state: dict = {"v": version_id}
+        if p.step is not None:
+            state["s"] = codes.get(p.step, p.step)
+        if p.entered_at is not None:
+            state["e"] = to_micros(p.entered_at)
+        if p.arrived_at is not None:
+            state["a"] = to_micros(p.arrived_at)
+        if p.data:
+            state["d"] = p.data
+        if p.memberships:
+            state["m"] = {k: sorted(v) for k, v in p.memberships.items() if v}
+        if p.history:
+            state["h"] = p.history
+        if p.visits:
+            state["i"] = {(str(codes[k]) if k in codes else "~" + k): n for k, n in p.visits.items()}
+        if p.path:
+            state["p"] = [codes.get(s, s) for s in p.path]
+        if p.error is not None:
+            state["x"] = p.error
+        if not p.auto_moves:
+            state["o"] = 0
+        active = p.status == "active"
+        if p.wake_at is not None and not active:
+            state["w"] = to_micros(p.wake_at)
+        return (self._flow_id(p.flow), p.id, p.run, STATUS_CODE[p.status], p.place,
+                to_micros(p.wake_at) if active else None, _dumps(state))
+
+    def _participant(self, flow: str, pid: str, run: int, status: int, wake, state_text) -> Participant:
+        state = _loads(state_text)
+        version_id = state["v"]
+        ids = self._steps(version_id)[1] if version_id else []
+        p = Participant(pid, flow, self._version_hash(version_id) if version_id else "",
+                        state.get("d") or EMPTY,
+                        {k: frozenset(v) for k, v in state["m"].items()} if "m" in state else EMPTY)
+        p.status = STATUSES[status]
+        p.run = run
+        step = state.get("s")
+        p.step = ids[step] if isinstance(step, int) else step
+        p.entered_at = from_micros(state.get("e"))
+        p.arrived_at = from_micros(state.get("a"))
+        p.wake_at = from_micros(wake if wake is not None else state.get("w"))
+        if "h" in state:
+            p.history = tuple((h[0], h[1]) for h in state["h"])
+        if "i" in state:
+            p.visits = {(k[1:] if k[0] == "~" else ids[int(k)]): n for k, n in state["i"].items()}
+        if "p" in state:
+            p.path = tuple(ids[s] if isinstance(s, int) else s for s in state["p"])
+        p.error = state.get("x")
+        p.auto_moves = "o" not in state
+        return p
+
+    def _def_id(self, do: dict) -> int:
+        cached = self._defs.get(id(do))
+        if cached is not None and cached[0] is do:
+            return cached[1]
+        body = json.dumps(do, sort_keys=True, separators=(",", ":"))
+        row = self._one("SELECT id FROM action_defs WHERE body = ?", (body,))
+        if row is None:
+            row = self._one("INSERT INTO action_defs(body) VALUES (?) RETURNING id", (body,))
+        self._defs[id(do)] = (do, row[0])
+        self._def_bodies.setdefault(row[0], do)
+        return row[0]
+
+    def _def(self, def_id: int) -> dict:
+        found = self._def_bodies.get(def_id)
+        if found is None:
+            found = _loads(self._one("SELECT body FROM action_defs WHERE id = ?", (def_id,))[0])
+            self._def_bodies[def_id] = found
+        return found
+
+    def _outbox_row(self, r: OutboxRow) -> tuple:
+        return (r.key, r.flow, r.participant, r.step, r.action, self._def_id(r.do), to_micros(r.at),
+                _dumps(r.data) if r.status in ("pending", "sending") else None, r.participant_type,
+                r.attempts, to_micros(r.next_attempt), r.status, r.error)
+
+    _OUTBOX_COLUMNS = ("key, flow, participant, step, action, def, at, data, participant_type, "
+                       "attempts, next_attempt, status, error")
+
+    def _action(self, row) -> OutboxRow:
+        (key, flow, participant, step, action, def_id, at, data, ptype, attempts, next_attempt,
+         status, error) = row
+        return Action(key, flow, participant, step, action, self._def(def_id), from_micros(at),
+                      _loads(data) if data else {}, ptype, attempts, from_micros(next_attempt),
+                      status, error)
+
+    # ------------------------------------------------------------------ versions and flows
+    def put_version(self, machine: dict) -> None:
+        with self.transaction():
+            self._execute("INSERT INTO versions(hash, ir) VALUES (?, ?) ON CONFLICT(hash) DO NOTHING",
+                          (machine["hash"], json.dumps(machine, separators=(",", ":"))))
+            self._machines[machine["hash"]] = machine
+
+    def version(self, version: str) -> dict:
+        found = self._machines.get(version)
+        if found is None:
+            with self.transaction():
+                row = self._one("SELECT ir FROM versions WHERE hash = ?", (version,))
+            if row is None:
+                raise KeyError(version)
+            found = self._machines[version] = _loads(row[0])
+        return found
+
+    def _flow_record(self, row) -> FlowRecord:
+        name, kind, status, version, paused_at, migration = row
+        return FlowRecord(name, status, version, from_micros(paused_at), kind,
+                          _loads(migration) if migration else {})
+
+    def flow(self, name: str) -> FlowRecord | None:
+        with self.transaction():
+            if self._flows_now is None:
+                self._flows_now = {}
+            if name not in self._flows_now:
+                row = self._one("SELECT name, kind, status, version, paused_at, migration FROM flows "
+                                "WHERE name = ?", (name,))
+                self._flows_now[name] = self._flow_record(row) if row else None
+            record = self._flows_now[name]
+            return None if record is None else _copy_record(record)
+
+    def put_flow(self, record: FlowRecord) -> None:
+        with self.transaction():
+            self._execute(
+                "INSERT INTO flows(name, kind, status, version, paused_at, migration) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, "
+                "status = excluded.status, version = excluded.version, "
+                "paused_at = excluded.paused_at, migration = excluded.migration",
+                (record.name, record.kind, record.status, record.version,
+                 to_micros(record.paused_at), _dumps(record.migration) if record.migration else None))
+            if self._flows_now is not None:
+                self._flows_now[record.name] = _copy_record(record)
+            self._flow_id(record.name)
+            self._notify()
+
+    def delete_flow(self, name: str) -> None:
+        with self.transaction():
+            self._flush()
+            flow_id = self._flow_id(name)
+            if flow_id is None:
+                return
+            for table in ("participants", "transitions"):
+                self._execute(f"DELETE FROM {table} WHERE flow = ?", (flow_id,))
+            self._execute("DELETE FROM held WHERE flow = ?", (name,))
+            self._execute("DELETE FROM flows WHERE id = ?", (flow_id,))
+            self._flow_ids.pop(name, None)
+            self._flow_names.pop(flow_id, None)
+            self._flows_now = None
+
+    def flows(self) -> list[FlowRecord]:
+        with self.transaction():
+            rows = self._rows("SELECT name, kind, status, version, paused_at, migration FROM flows "
+                              "ORDER BY id")
+            records = [self._flow_record(row) for row in rows]
+            self._flows_now = {r.name: _copy_record(r) for r in records}
+            return records
+
+    # ------------------------------------------------------------------ participants
+    _COLUMNS = "flow, pid, run, status, wake, state"
+
+    def _decode(self, row) -> Participant:
+        flow_id, pid, run, status, wake, state = row
+        return self._participant(self._flow_name(flow_id), pid, run, status, wake, state)
+
+    def participant(self, flow: str, pid: str) -> Participant | None:
+        saved = self._saved.get((flow, pid))
+        if saved is not None:
+            return saved
+        with self.transaction():
+            flow_id = self._flow_id(flow)
+            if flow_id is None:
+                return None
+            row = self._one(f"SELECT {self._COLUMNS} FROM participants WHERE flow = ? AND pid = ? "
+                            "AND current = 1", (flow_id, pid))
+            return self._decode(row) if row else None
+
+    def participants(self, flow: str) -> Iterator[Participant]:
+        return iter(self._participants_where(flow, "current = 1"))
+
+    def finished_runs(self, flow: str) -> Iterator[Participant]:
+        return iter(self._participants_where(flow, "current = 0"))
+
+    def _participants_where(self, flow: str, condition: str, args=(), limit: str = "") -> list:
+        with self.transaction():
+            self._flush()
+            flow_id = self._flow_id(flow)
+            if flow_id is None:
+                return []
+            rows = self._rows(f"SELECT {self._COLUMNS} FROM participants WHERE flow = ? AND "
+                              f"{condition} ORDER BY seq{limit}", (flow_id, *args))
+            return [self._decode(row) for row in rows]
+
+    def unfinished(self, flow: str, limit: int) -> list[Participant]:
+        return self._participants_where(flow, "current = 1 AND status IN (?, ?)", (ACTIVE, QUEUED),
+                                        f" LIMIT {int(limit)}")
+
+    def save(self, participant: Participant, outbox: Iterable[OutboxRow] = (),
+             moved: tuple[int, int] | None = None) -> None:
+        with self.transaction():
+            self._saved[participant.flow, participant.id] = participant
+            if moved is not None:
+                self._moves.append((self._flow_id(participant.flow), participant.id, participant.run,
+                                    moved[0], moved[1], to_micros(participant.arrived_at)))
+            if outbox:
+                self._new_rows.extend(outbox)
+
+    def save_outbox(self, row: OutboxRow) -> None:
+        with self.transaction():
+            self._new_rows.append(row)
+
+    def schedule(self, participant: Participant) -> None:
+        """The wake-up time is a column of the participant's row: saving it is
+        scheduling it."""
+
+    def archive(self, participant: Participant) -> None:
+        with self.transaction():
+            self._flush()
+            self._execute("UPDATE participants SET current = 0 WHERE flow = ? AND pid = ? AND run = ?",
+                          (self._flow_id(participant.flow), participant.id, participant.run))
+
+    def tally(self, flow: str) -> Counter:
+        with self.transaction():
+            self._flush()
+            flow_id = self._flow_id(flow)
+            counted: Counter = Counter()
+            if flow_id is None:
+                return counted
+            for where, status, number in self._rows(
+                    "SELECT place, status, COUNT(*) FROM participants WHERE flow = ? "
+                    "GROUP BY place, status", (flow_id,)):
+                counted[where, STATUSES[status]] += number
+            return counted
+
+    def due(self, now: dt.datetime, limit: int) -> list[Participant]:
+        """Claim up to `limit` participants of running flows whose time has come,
+        earliest first, in enrolment order among equals."""
+        with self.transaction():
+            self._flush()
+            rows = self._rows(
+                f"SELECT {self._COLUMNS} FROM participants WHERE wake <= ? AND flow IN "
+                "(SELECT id FROM flows WHERE status = 'running') ORDER BY wake, seq LIMIT ?"
+                + self.claim_suffix, (to_micros(now), limit))
+            return [self._decode(row) for row in rows]
+
+    def next_due(self) -> dt.datetime | None:
+        with self.transaction():
+            row = self._one("SELECT MIN(wake) FROM participants WHERE wake IS NOT NULL AND flow IN "
+                            "(SELECT id FROM flows WHERE status = 'running')")
+            return from_micros(row[0]) if row else None
+
+    # ------------------------------------------------------------------ events
+    def hold_event(self, flow: str, event: dict) -> None:
+        with self.transaction():
+            self._execute("INSERT INTO held(flow, event) VALUES (?, ?)", (flow, _dumps(event)))
+
+    def held_events(self, flow: str) -> list[dict]:
+        with self.transaction():
+            rows = self._rows("SELECT seq, event FROM held WHERE flow = ? ORDER BY seq", (flow,))
+            if rows:
+                self._execute("DELETE FROM held WHERE flow = ? AND seq <= ?", (flow, rows[-1][0]))
+            return [_loads(event) for _, event in rows]
+
+    # ------------------------------------------------------------------ outbox
+    def outbox_due(self, now: dt.datetime, limit: int) -> list[OutboxRow]:
+        with self.transaction():
+            self._flush()
+            rows = self._rows(
+                f"SELECT {self._OUTBOX_COLUMNS} FROM outbox WHERE status IN ('pending', 'sending') "
+                "AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?" + self.claim_suffix,
+                (to_micros(now), limit))
+            return [self._action(row) for row in rows]
+
+    def next_outbox(self) -> dt.datetime | None:
+        with self.transaction():
+            row = self._one("SELECT MIN(next_attempt) FROM outbox WHERE status IN ('pending', 'sending')")
+            return from_micros(row[0]) if row else None
+
+    def update_outbox(self, row: OutboxRow) -> None:
+        with self.transaction():
+            if row.status == "sent":
+                self._sent += 1
+            self._row_updates[row.key] = row
+
+    def outbox(self) -> list[OutboxRow]:
+        with self.transaction():
+            self._flush()
+            return [self._action(row) for row in
+                    self._rows(f"SELECT {self._OUTBOX_COLUMNS} FROM outbox ORDER BY id")]
+
+    def cancel_outbox(self, flow: str, limit: int) -> int:
+        with self.transaction():
+            self._flush()
+            cursor = self._execute(
+                "UPDATE outbox SET status = 'cancelled', data = NULL WHERE id IN (SELECT id FROM "
+                "outbox WHERE flow = ? AND status = 'pending' LIMIT ?)", (flow, limit))
+            return cursor.rowcount
+
+    @property
+    def sent(self) -> int:
+        """How many outbox rows were delivered (their rows are not kept)."""
+        with self.transaction():
+            return int(self._one("SELECT value FROM meta WHERE key = 'sent'")[0]) + self._sent
+
+    # ------------------------------------------------------------------ people
+    def person(self, pid: str) -> dict | None:
+        found = self._people.get(pid)
+        if found is not None:
+            return found
+        with self.transaction():
+            row = self._one("SELECT record FROM people WHERE pid = ?", (pid,))
+            if row is None:
+                return None
+            found = self._people[pid] = _loads(row[0])
+            return found
+
+    def put_person(self, pid: str, record: dict) -> None:
+        with self.transaction():
+            self._people[pid] = record
+            self._people_dirty.add(pid)
+
+    # ------------------------------------------------------------------ dead letters
+    def dead_letter(self, letter: DeadLetter) -> None:
+        with self.transaction():
+            self._execute("INSERT INTO dead(kind, event, reason, at) VALUES (?, ?, ?, ?)",
+                          (letter.kind, json.dumps(letter.event, default=repr), letter.reason,
+                           to_micros(letter.at)))
+
+    def dead_letters(self) -> list[DeadLetter]:
+        with self.transaction():
+            return [DeadLetter(_loads(event), reason, from_micros(at), kind) for kind, event, reason, at
+                    in self._rows("SELECT kind, event, reason, at FROM dead ORDER BY seq")]
+
+    # ------------------------------------------------------------------ figures and hints
+    def transitions(self) -> int:
+        """How many transition records there are (one per move of a participant)."""
+        with self.transaction():
+            return self._one("SELECT COUNT(*) FROM transitions")[0]
+
+    def _notify(self) -> None:
+        """Tell other workers that something changed (PostgreSQL: NOTIFY)."""
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _copy_record(record: FlowRecord) -> FlowRecord:
+    return FlowRecord(record.name, record.status, record.version, record.paused_at, record.kind,
+                      dict(record.migration))
