@@ -35,7 +35,7 @@ CREATE TABLE outbox (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, flow TEXT
   next_attempt INTEGER, status TEXT NOT NULL, error TEXT);
 CREATE INDEX outbox_due ON outbox(next_attempt) WHERE status IN ('pending', 'sending');
 CREATE INDEX outbox_pending ON outbox(flow) WHERE status = 'pending';
-CREATE TABLE people (pid TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE people (pid TEXT PRIMARY KEY, data TEXT NOT NULL, memberships TEXT) WITHOUT ROWID;
 CREATE TABLE held (seq INTEGER PRIMARY KEY, flow TEXT NOT NULL, event TEXT NOT NULL);
 CREATE INDEX held_flow ON held(flow, seq);
 CREATE TABLE dead (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, event TEXT NOT NULL,
@@ -43,6 +43,9 @@ CREATE TABLE dead (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, event TEXT NOT N
 """
 
 PRAGMAS = (
+    # must come first: it only takes on a new file (delivered outbox rows are
+    # deleted; `maintain` gives their pages back to the file system)
+    "PRAGMA auto_vacuum = INCREMENTAL",
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = FULL",
     "PRAGMA cache_size = -262144",  # 256 MiB
@@ -98,3 +101,14 @@ class SqliteStore(SqlStore):
     def checkpoint(self) -> None:
         """Fold the write-ahead log back into the file (for backups and sizes)."""
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def maintain(self) -> None:
+        """Housekeeping for an idle moment: when more than a quarter of the file is
+        free pages (delivered outbox rows are deleted), give them back, then fold
+        the write-ahead log into the file."""
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        if pages and free * 4 > pages:
+            # through executescript: a plain execute steps the pragma once, one page
+            self.db.executescript("PRAGMA incremental_vacuum;")
+        self.checkpoint()

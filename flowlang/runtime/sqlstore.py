@@ -36,6 +36,7 @@ from flowlang.runtime.store import DeadLetter, FlowRecord, OutboxRow
 UTC = dt.timezone.utc
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = dt.timedelta(microseconds=1)
+SECOND = dt.timedelta(seconds=1)
 STATUS_CODE = {name: i for i, name in enumerate(STATUSES)}
 ACTIVE = STATUS_CODE["active"]
 QUEUED = STATUS_CODE["queued"]
@@ -62,6 +63,23 @@ def from_micros(n: int | None) -> dt.datetime | None:
     return None if n is None else EPOCH + dt.timedelta(microseconds=n)
 
 
+def _time(t: dt.datetime):
+    """A time in a participant's JSON: whole seconds as an int, else the
+    microseconds as a string (rare: times come from calendars and clocks that
+    mostly tick in seconds)."""
+    if t.microsecond == 0:
+        return (t - EPOCH) // SECOND
+    return str(to_micros(t))
+
+
+def _from_time(value) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return from_micros(int(value))
+    return EPOCH + dt.timedelta(seconds=value)
+
+
 class SqlStore:
     """A `Store` over SQL. Subclasses give `dialect` attributes and `_connect`."""
 
@@ -69,6 +87,10 @@ class SqlStore:
     placeholder = "?"
     #: appended to claiming SELECTs (PostgreSQL: FOR UPDATE SKIP LOCKED)
     claim_suffix = ""
+    #: appended to SELECTs of rows the transaction may change (PostgreSQL: FOR
+    #: UPDATE, so that two workers never change one participant or person from
+    #: the same stale read; SQLite has one writer at a time and needs nothing)
+    lock_suffix = ""
     #: the DDL of each schema version, in order (the migrations)
     migrations: tuple[str, ...] = ()
     #: the driver's exceptions that mean "lost a race: do it again"
@@ -231,10 +253,15 @@ class SqlStore:
             self._sent = 0
         if self._people_dirty:
             # in a stable order, so that two workers lock people rows alike (no deadlock)
-            rows = [(pid, _dumps(self._people[pid])) for pid in sorted(self._people_dirty)]
+            rows = []
+            for pid in sorted(self._people_dirty):
+                record = self._people[pid]
+                memberships = record.get("memberships")
+                rows.append((pid, _dumps(record["data"]), _dumps(memberships) if memberships else None))
             self._people_dirty = set()
-            self._executemany("INSERT INTO people(pid, record) VALUES (?, ?) ON CONFLICT(pid) "
-                              "DO UPDATE SET record = excluded.record", rows)
+            self._executemany("INSERT INTO people(pid, data, memberships) VALUES (?, ?, ?) "
+                              "ON CONFLICT(pid) DO UPDATE SET data = excluded.data, "
+                              "memberships = excluded.memberships", rows)
 
     # ------------------------------------------------------------------ encoding
     def _flow_id(self, name: str) -> int | None:
@@ -285,16 +312,20 @@ class SqlStore:
         return codes, self._step_ids[version_id]
 
     def _participant_row(self, p: Participant) -> tuple:
+        """The row of a participant. Its data is left out while it equals the
+        person's (read back from the people table, see `put_person`); times are
+        whole seconds when they have no fraction."""
         version_id = self._version_id(p.version) if p.version else 0
         codes = self._steps(version_id)[0] if version_id else {}
         state: dict = {"v": version_id}
-        if p.step is not None:
-            state["s"] = codes.get(p.step, p.step)
+        if p.step is None:
+            state["s"] = 0  # its place column is then the last step passed
         if p.entered_at is not None:
-            state["e"] = to_micros(p.entered_at)
-        if p.arrived_at is not None:
-            state["a"] = to_micros(p.arrived_at)
-        if p.data:
+            state["e"] = _time(p.entered_at)
+        if p.arrived_at is not None and p.arrived_at != p.entered_at:
+            state["a"] = _time(p.arrived_at)
+        person = self._people.get(p.id)
+        if person is None or (p.data is not person["data"] and p.data != person["data"]):
             state["d"] = p.data
         if p.memberships:
             state["m"] = {k: sorted(v) for k, v in p.memberships.items() if v}
@@ -310,24 +341,24 @@ class SqlStore:
             state["o"] = 0
         active = p.status == "active"
         if p.wake_at is not None and not active:
-            state["w"] = to_micros(p.wake_at)
+            state["w"] = _time(p.wake_at)
         return (self._flow_id(p.flow), p.id, p.run, STATUS_CODE[p.status], p.place,
                 to_micros(p.wake_at) if active else None, _dumps(state))
 
-    def _participant(self, flow: str, pid: str, run: int, status: int, wake, state_text) -> Participant:
+    def _participant(self, flow: str, pid: str, run: int, status: int, place: str, wake,
+                     state_text, person: dict | None) -> Participant:
         state = _loads(state_text)
         version_id = state["v"]
         ids = self._steps(version_id)[1] if version_id else []
-        p = Participant(pid, flow, self._version_hash(version_id) if version_id else "",
-                        state.get("d") or EMPTY,
+        data = state["d"] if "d" in state else person["data"] if person is not None else EMPTY
+        p = Participant(pid, flow, self._version_hash(version_id) if version_id else "", data or EMPTY,
                         {k: frozenset(v) for k, v in state["m"].items()} if "m" in state else EMPTY)
         p.status = STATUSES[status]
         p.run = run
-        step = state.get("s")
-        p.step = ids[step] if isinstance(step, int) else step
-        p.entered_at = from_micros(state.get("e"))
-        p.arrived_at = from_micros(state.get("a"))
-        p.wake_at = from_micros(wake if wake is not None else state.get("w"))
+        p.step = None if "s" in state else place
+        p.entered_at = _from_time(state.get("e"))
+        p.arrived_at = _from_time(state["a"]) if "a" in state else p.entered_at
+        p.wake_at = from_micros(wake) if wake is not None else _from_time(state.get("w"))
         if "h" in state:
             p.history = tuple((h[0], h[1]) for h in state["h"])
         if "i" in state:
@@ -442,11 +473,18 @@ class SqlStore:
             return records
 
     # ------------------------------------------------------------------ participants
-    _COLUMNS = "flow, pid, run, status, wake, state"
+    #: a participant's columns with its person's, for `_decode`
+    _COLUMNS = ("participants.flow, participants.pid, participants.run, participants.status, "
+                "participants.place, participants.wake, participants.state, people.data, "
+                "people.memberships FROM participants LEFT JOIN people ON people.pid = participants.pid")
 
     def _decode(self, row) -> Participant:
-        flow_id, pid, run, status, wake, state = row
-        return self._participant(self._flow_name(flow_id), pid, run, status, wake, state)
+        flow_id, pid, run, status, where, wake, state, data, memberships = row
+        person = self._people.get(pid)
+        if person is None and data is not None:
+            person = self._people[pid] = {"data": _loads(data),
+                                          "memberships": _loads(memberships) if memberships else EMPTY}
+        return self._participant(self._flow_name(flow_id), pid, run, status, where, wake, state, person)
 
     def participant(self, flow: str, pid: str) -> Participant | None:
         saved = self._saved.get((flow, pid))
@@ -456,8 +494,8 @@ class SqlStore:
             flow_id = self._flow_id(flow)
             if flow_id is None:
                 return None
-            row = self._one(f"SELECT {self._COLUMNS} FROM participants WHERE flow = ? AND pid = ? "
-                            "AND current = 1", (flow_id, pid))
+            row = self._one(f"SELECT {self._COLUMNS} WHERE participants.flow = ? AND "
+                            "participants.pid = ? AND current = 1" + self.lock_suffix, (flow_id, pid))
             return self._decode(row) if row else None
 
     def participants(self, flow: str) -> Iterator[Participant]:
@@ -472,7 +510,7 @@ class SqlStore:
             flow_id = self._flow_id(flow)
             if flow_id is None:
                 return []
-            rows = self._rows(f"SELECT {self._COLUMNS} FROM participants WHERE flow = ? AND "
+            rows = self._rows(f"SELECT {self._COLUMNS} WHERE participants.flow = ? AND "
                               f"{condition} ORDER BY seq{limit}", (flow_id, *args))
             return [self._decode(row) for row in rows]
 
@@ -484,7 +522,7 @@ class SqlStore:
              moved: tuple[int, int] | None = None) -> None:
         with self.transaction():
             self._saved[participant.flow, participant.id] = participant
-            if moved is not None:
+            if moved is not None and moved[0] > 0:
                 self._moves.append((self._flow_id(participant.flow), participant.id, participant.run,
                                     moved[0], moved[1], to_micros(participant.arrived_at)))
             if outbox:
@@ -523,7 +561,7 @@ class SqlStore:
         with self.transaction():
             self._flush()
             rows = self._rows(
-                f"SELECT {self._COLUMNS} FROM participants WHERE wake <= ? AND flow IN "
+                f"SELECT {self._COLUMNS} WHERE wake <= ? AND participants.flow IN "
                 "(SELECT id FROM flows WHERE status = 'running') ORDER BY wake, seq LIMIT ?"
                 + self.claim_suffix, (to_micros(now), limit))
             return [self._decode(row) for row in rows]
@@ -593,16 +631,44 @@ class SqlStore:
         if found is not None:
             return found
         with self.transaction():
-            row = self._one("SELECT record FROM people WHERE pid = ?", (pid,))
+            row = self._one("SELECT data, memberships FROM people WHERE pid = ?" + self.lock_suffix,
+                            (pid,))
             if row is None:
                 return None
-            found = self._people[pid] = _loads(row[0])
+            found = self._people[pid] = {"data": _loads(row[0]),
+                                         "memberships": _loads(row[1]) if row[1] else EMPTY}
             return found
 
     def put_person(self, pid: str, record: dict) -> None:
+        """A person's new record. Participants whose rows share the person's data
+        (they have none of their own) get the old data written into their rows
+        first: a person's change reaches a run only through its own steps, as in
+        memory."""
         with self.transaction():
+            before = self.person(pid)
+            if before is not None and before["data"] is not record["data"] \
+                    and before["data"] != record["data"]:
+                self._keep_own_data(pid, before["data"])
             self._people[pid] = record
             self._people_dirty.add(pid)
+
+    def _keep_own_data(self, pid: str, data: dict) -> None:
+        flow_ids = [row[0] for row in self._rows("SELECT id FROM flows")]
+        if not flow_ids:
+            return
+        marks = ", ".join("?" * len(flow_ids))
+        rows = self._rows(f"SELECT flow, run, state FROM participants WHERE flow IN ({marks}) AND "
+                          f"pid = ? AND current = 1" + self.lock_suffix, (*flow_ids, pid))
+        updates = []
+        for flow_id, run, text in rows:
+            if (self._flow_name(flow_id), pid) in self._saved:
+                continue  # its buffered state is written at commit, data compared then
+            state = _loads(text)
+            if "d" not in state:
+                state["d"] = data
+                updates.append((_dumps(state), flow_id, pid, run))
+        self._executemany("UPDATE participants SET state = ? WHERE flow = ? AND pid = ? AND run = ?",
+                          updates)
 
     # ------------------------------------------------------------------ dead letters
     def dead_letter(self, letter: DeadLetter) -> None:

@@ -49,6 +49,9 @@ class Worker:
             moved, delivered = self.round()
             if moved or delivered:
                 continue
+            maintain = getattr(self.engine.store, "maintain", None)
+            if maintain is not None:
+                maintain()
             if until_idle:
                 return
             self._wait()
