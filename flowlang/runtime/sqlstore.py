@@ -22,7 +22,6 @@ How it stays fast and safe:
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 from collections import Counter
@@ -156,39 +155,42 @@ class SqlStore:
     def in_transaction(self) -> bool:
         return self._depth > 0
 
-    @contextlib.contextmanager
-    def transaction(self):
+    def transaction(self) -> SqlStore:
         """One transaction: reentrant (inner blocks join the outer), committed with
         everything buffered at the end of the outermost block, rolled back on any
-        error; a lost race surfaces as `Retry`."""
+        error; a lost race surfaces as `Retry`. (The store is its own context
+        manager: entering a nested block costs a counter, not a generator.)"""
+        return self
+
+    def __enter__(self) -> SqlStore:
+        if not self._depth:
+            self._begin()
+        self._depth += 1
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        self._depth -= 1
         if self._depth:
-            self._depth += 1
+            return False
+        if error is None:
             try:
-                yield self
-            finally:
-                self._depth -= 1
-            return
-        self._begin()
-        self._depth = 1
-        try:
-            yield self
-            self._flush()
-        except BaseException as e:
-            self._depth = 0
-            self._rollback()
+                self._flush()
+                self._commit()
+            except BaseException as e:
+                self._abort()
+                if self._is_retry(e):
+                    raise self._translate(e) from e
+                raise
             self._reset_buffers()
-            if self._is_retry(e):
-                raise self._translate(e) from e
-            raise
+            return False
+        self._abort()
+        if self._is_retry(error):
+            raise self._translate(error) from error
+        return False
+
+    def _abort(self) -> None:
         self._depth = 0
-        try:
-            self._commit()
-        except BaseException as e:
-            self._rollback()
-            self._reset_buffers()
-            if self._is_retry(e):
-                raise self._translate(e) from e
-            raise
+        self._rollback()
         self._reset_buffers()
 
     def _is_retry(self, error: BaseException) -> bool:
