@@ -84,11 +84,12 @@ class SqlStore:
 
     #: the placeholder style of the driver ("?" or "%s")
     placeholder = "?"
-    #: appended to claiming SELECTs (PostgreSQL: FOR UPDATE SKIP LOCKED)
+    #: appended to claiming SELECTs, `{table}` being the table claimed from
+    #: (PostgreSQL: FOR UPDATE OF {table} SKIP LOCKED)
     claim_suffix = ""
     #: appended to SELECTs of rows the transaction may change (PostgreSQL: FOR
-    #: UPDATE, so that two workers never change one participant or person from
-    #: the same stale read; SQLite has one writer at a time and needs nothing)
+    #: UPDATE OF {table}, so that two workers never change one participant or
+    #: person from the same stale read; SQLite has one writer at a time)
     lock_suffix = ""
     #: the DDL of each schema version, in order (the migrations)
     migrations: tuple[str, ...] = ()
@@ -497,7 +498,8 @@ class SqlStore:
             if flow_id is None:
                 return None
             row = self._one(f"SELECT {self._COLUMNS} WHERE participants.flow = ? AND "
-                            "participants.pid = ? AND current = 1" + self.lock_suffix, (flow_id, pid))
+                            "participants.pid = ? AND current = 1"
+                            + self.lock_suffix.format(table="participants"), (flow_id, pid))
             return self._decode(row) if row else None
 
     def participants(self, flow: str) -> Iterator[Participant]:
@@ -565,7 +567,7 @@ class SqlStore:
             rows = self._rows(
                 f"SELECT {self._COLUMNS} WHERE wake <= ? AND participants.flow IN "
                 "(SELECT id FROM flows WHERE status = 'running') ORDER BY wake, seq LIMIT ?"
-                + self.claim_suffix, (to_micros(now), limit))
+                + self.claim_suffix.format(table="participants"), (to_micros(now), limit))
             return [self._decode(row) for row in rows]
 
     def next_due(self) -> dt.datetime | None:
@@ -592,7 +594,8 @@ class SqlStore:
             self._flush()
             rows = self._rows(
                 f"SELECT {self._OUTBOX_COLUMNS} FROM outbox WHERE status IN ('pending', 'sending') "
-                "AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?" + self.claim_suffix,
+                "AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?"
+                + self.claim_suffix.format(table="outbox"),
                 (to_micros(now), limit))
             return [self._action(row) for row in rows]
 
@@ -633,8 +636,8 @@ class SqlStore:
         if found is not None:
             return found
         with self.transaction():
-            row = self._one("SELECT data, memberships FROM people WHERE pid = ?" + self.lock_suffix,
-                            (pid,))
+            row = self._one("SELECT data, memberships FROM people WHERE pid = ?"
+                            + self.lock_suffix.format(table="people"), (pid,))
             if row is None:
                 return None
             found = self._people[pid] = {"data": _loads(row[0]),
@@ -660,7 +663,8 @@ class SqlStore:
             return
         marks = ", ".join("?" * len(flow_ids))
         rows = self._rows(f"SELECT flow, run, state FROM participants WHERE flow IN ({marks}) AND "
-                          f"pid = ? AND current = 1" + self.lock_suffix, (*flow_ids, pid))
+                          f"pid = ? AND current = 1" + self.lock_suffix.format(table="participants"),
+                          (*flow_ids, pid))
         updates = []
         for flow_id, run, text in rows:
             if (self._flow_name(flow_id), pid) in self._saved:
