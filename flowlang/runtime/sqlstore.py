@@ -213,6 +213,10 @@ class SqlStore:
     def _reset_buffers(self) -> None:
         #: participants saved in this transaction: (flow, pid) -> participant
         self._saved: dict[tuple[str, str], Participant] = {}
+        #: (flow, pid) -> (run, row number) of the participants read in it
+        self._seqs: dict[tuple[str, str], tuple[int, int]] = {}
+        #: outbox key -> row number of the rows read in it
+        self._outbox_ids: dict[str, int] = {}
         self._moves: list[tuple] = []
         self._new_rows: list[OutboxRow] = []
         self._row_updates: dict[str, OutboxRow] = {}
@@ -224,13 +228,24 @@ class SqlStore:
     def _flush(self) -> None:
         """Write what the transaction buffered, in dependency order."""
         if self._saved:
-            rows = [self._participant_row(p) for p in self._saved.values()]
+            # rows read in this transaction are updated by their number; new ones inserted
+            known, new = [], []
+            seqs = self._seqs
+            for key, p in self._saved.items():
+                row = self._participant_row(p)
+                found = seqs.get(key)
+                if found is not None and found[0] == p.run:
+                    known.append((row[3], row[4], row[5], row[6], found[1]))
+                else:
+                    new.append(row)
             self._saved = {}
+            self._executemany("UPDATE participants SET status = ?, place = ?, wake = ?, state = ? "
+                              "WHERE seq = ?", known)
             self._executemany(
                 "INSERT INTO participants(flow, pid, run, current, status, place, wake, state) "
                 "VALUES (?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT(flow, pid, run) DO UPDATE SET "
                 "status = excluded.status, place = excluded.place, wake = excluded.wake, "
-                "state = excluded.state", rows)
+                "state = excluded.state", new)
         if self._moves:
             moves, self._moves = self._moves, []
             self._executemany("INSERT INTO transitions(flow, pid, run, position, moved_to, at) "
@@ -244,10 +259,13 @@ class SqlStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         if self._row_updates:
             updates, self._row_updates = list(self._row_updates.values()), {}
-            sent = [(r.key,) for r in updates if r.status == "sent"]
+            ids = self._outbox_ids
+            sent = [(ids[r.key],) for r in updates if r.status == "sent" and r.key in ids]
+            sent_by_key = [(r.key,) for r in updates if r.status == "sent" and r.key not in ids]
             kept = [(r.attempts, to_micros(r.next_attempt), r.status, r.error, r.key)
                     for r in updates if r.status != "sent"]
-            self._executemany("DELETE FROM outbox WHERE key = ?", sent)
+            self._executemany("DELETE FROM outbox WHERE id = ?", sent)
+            self._executemany("DELETE FROM outbox WHERE key = ?", sent_by_key)
             self._executemany("UPDATE outbox SET attempts = ?, next_attempt = ?, status = ?, "
                               "error = ? WHERE key = ?", kept)
         if self._sent:
@@ -396,12 +414,13 @@ class SqlStore:
                 _dumps(r.data) if r.status in ("pending", "sending") else None, r.participant_type,
                 r.attempts, to_micros(r.next_attempt), r.status, r.error)
 
-    _OUTBOX_COLUMNS = ("key, flow, participant, step, action, def, at, data, participant_type, "
+    _OUTBOX_COLUMNS = ("id, key, flow, participant, step, action, def, at, data, participant_type, "
                        "attempts, next_attempt, status, error")
 
     def _action(self, row) -> OutboxRow:
-        (key, flow, participant, step, action, def_id, at, data, ptype, attempts, next_attempt,
-         status, error) = row
+        (row_id, key, flow, participant, step, action, def_id, at, data, ptype, attempts,
+         next_attempt, status, error) = row
+        self._outbox_ids[key] = row_id
         return Action(key, flow, participant, step, action, self._def(def_id), from_micros(at),
                       _loads(data) if data else {}, ptype, attempts, from_micros(next_attempt),
                       status, error)
@@ -477,17 +496,20 @@ class SqlStore:
 
     # ------------------------------------------------------------------ participants
     #: a participant's columns with its person's, for `_decode`
-    _COLUMNS = ("participants.flow, participants.pid, participants.run, participants.status, "
+    _COLUMNS = ("participants.seq, participants.flow, participants.pid, participants.run, "
+                "participants.status, "
                 "participants.place, participants.wake, participants.state, people.data, "
                 "people.memberships FROM participants LEFT JOIN people ON people.pid = participants.pid")
 
     def _decode(self, row) -> Participant:
-        flow_id, pid, run, status, where, wake, state, data, memberships = row
+        seq, flow_id, pid, run, status, where, wake, state, data, memberships = row
+        flow = self._flow_name(flow_id)
+        self._seqs[flow, pid] = (run, seq)
         person = self._people.get(pid)
         if person is None and data is not None:
             person = self._people[pid] = {"data": _loads(data),
                                           "memberships": _loads(memberships) if memberships else EMPTY}
-        return self._participant(self._flow_name(flow_id), pid, run, status, where, wake, state, person)
+        return self._participant(flow, pid, run, status, where, wake, state, person)
 
     def participant(self, flow: str, pid: str) -> Participant | None:
         saved = self._saved.get((flow, pid))
