@@ -401,11 +401,11 @@ class Engine:
 
     def recover(self) -> None:
         """Finish what a worker that stopped hard left half-done: an `end` in
-        progress, and at-most-once deliveries whose outcome is unknown."""
+        progress. (At-most-once rows it left `sending` come due when their lease
+        runs out, and `dispatch` dead-letters them.)"""
         for record in self.store.flows():
             if record.status == "ending":
                 self._finish_end(record.name)
-        self._atomic(self._settle_lost_sends)
 
     def _atomic(self, function, *args):
         """`function(*args)` as one unit of work (see `unit_of_work`)."""
