@@ -776,9 +776,14 @@ class Engine:
         return delivered
 
     def _dispatch_batch(self, now: dt.datetime) -> tuple[int, list[OutboxRow]]:
+        """Deliver a claimed batch in order, up to the first at-most-once row: that
+        one is marked `sending` and handed back, to be delivered after this
+        commit; the rows after it wait for the next batch (order is kept)."""
         rows = self.store.outbox_due(now, self.batch)
+        handled = 0
         once: list[OutboxRow] = []
         for row in rows:
+            handled += 1
             if row.status == "sending":
                 row.status = "failed"
                 row.error = ("the worker stopped while delivering it; at most once: not "
@@ -790,11 +795,13 @@ class Engine:
                 row.next_attempt = now + SENDING_LEASE
                 self.store.update_outbox(row)
                 once.append(row)
+                self.store.release_outbox(rows[handled:])
+                break
             else:
                 self._deliver(row, now)
         if rows:
             crashpoint("before_ack")
-        return len(rows), once
+        return handled, once
 
     def _deliver(self, row: OutboxRow, now: dt.datetime) -> None:
         action = row

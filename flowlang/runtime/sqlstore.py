@@ -638,6 +638,10 @@ class SqlStore:
             return [self._action(row) for row in
                     self._rows(f"SELECT {self._OUTBOX_COLUMNS} FROM outbox ORDER BY id")]
 
+    def release_outbox(self, rows: list[OutboxRow]) -> None:
+        """Claimed rows a batch did not get to stay as they are: due, and claimed
+        again by the next batch once this transaction ends."""
+
     def cancel_outbox(self, flow: str, limit: int) -> int:
         with self.transaction():
             self._flush()

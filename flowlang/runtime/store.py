@@ -84,6 +84,7 @@ class Store(Protocol):
     def update_outbox(self, row: OutboxRow) -> None: ...
     def outbox(self) -> list[OutboxRow]: ...
     def cancel_outbox(self, flow: str, limit: int) -> int: ...
+    def release_outbox(self, rows: list[OutboxRow]) -> None: ...
     def dead_letter(self, letter: DeadLetter) -> None: ...
     def dead_letters(self) -> list[DeadLetter]: ...
     def person(self, pid: str) -> dict | None: ...
@@ -279,6 +280,16 @@ class MemoryStore:
 
     def outbox(self) -> list[OutboxRow]:
         return list(self._outbox.values())
+
+    def release_outbox(self, rows: list[OutboxRow]) -> None:
+        """Claimed rows a batch did not get to: back to the front of their
+        attempt-time buckets, in order."""
+        for row in reversed(rows):
+            keys = self._attempts.get(row.next_attempt)
+            if keys is None:
+                keys = self._attempts[row.next_attempt] = deque()
+                heapq.heappush(self._attempt_times, row.next_attempt)
+            keys.appendleft(row.key)
 
     def cancel_outbox(self, flow: str, limit: int) -> int:
         """Cancel a flow's undelivered rows (all at once in memory)."""
