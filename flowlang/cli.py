@@ -113,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("code", metavar="CODE")
     explain.set_defaults(run=cmd_explain)
 
-    from flowlang import cli_render, cli_runtime
+    from flowlang import cli_render, cli_runtime, cli_worker
     cli_runtime.register(sub)
     cli_render.register(sub)
+    cli_worker.register(sub)
     return parser
 
 

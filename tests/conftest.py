@@ -1,5 +1,7 @@
 """Shared pytest configuration."""
 
+pytest_plugins = ["pgserver"]  # postgres_dsn, postgres_url: a real local PostgreSQL server
+
 
 def pytest_configure(config):
     config.addinivalue_line(

@@ -472,6 +472,13 @@ class Engine:
             outcome.update(self._atomic(enroll_chunk, chunk))
         return outcome
 
+    @unit_of_work
+    def remember(self, pid: str, data: dict | None = None, memberships: dict | None = None) -> None:
+        """Tell the engine who a person is (data, memberships) without offering
+        them to a flow: events about them are then kept, and a trigger event
+        later admits them."""
+        self._person(pid, data, memberships)
+
     def _new_record(self, record: FlowRecord, pid: str, data: dict, stage: str | None) -> Admission:
         existing = self.store.participant(record.name, pid)
         if existing is not None and not existing.finished:

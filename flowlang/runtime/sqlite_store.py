@@ -12,11 +12,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from flowlang.runtime.sqlstore import SqlStore
+from flowlang.runtime.sqlstore import NotAStore, SqlStore
 
 SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO meta(key, value) VALUES ('sent', '0');
 CREATE TABLE versions (id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, ir TEXT NOT NULL);
 CREATE TABLE flows (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,
   kind TEXT NOT NULL, status TEXT NOT NULL, version TEXT, paused_at INTEGER, migration TEXT);
@@ -59,19 +58,25 @@ class SqliteStore(SqlStore):
     migrations = (SCHEMA_V1,)
     retry_errors = (sqlite3.IntegrityError, sqlite3.OperationalError)
 
-    def __init__(self, path: str | Path, busy_timeout: float = 60.0):
+    def __init__(self, path: str | Path, busy_timeout: float = 60.0, create: bool = True):
         self.path = str(path)
+        if not create and not Path(self.path).is_file():
+            raise NotAStore(f"no store at {self.path}")
         connection = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout,
                                      check_same_thread=False)
         for pragma in PRAGMAS:
             connection.execute(pragma)
         super().__init__(connection)
-        self.migrate()
+        try:
+            self.migrate(create)
+        except BaseException:
+            connection.close()
+            raise
 
     @classmethod
-    def from_url(cls, url: str) -> SqliteStore:
+    def from_url(cls, url: str, create: bool = True) -> SqliteStore:
         """`sqlite:///relative/file.db`, `sqlite:////absolute/file.db`."""
-        return cls(url.removeprefix("sqlite:///"))
+        return cls(url.removeprefix("sqlite:///"), create=create)
 
     def _is_retry(self, error: BaseException) -> bool:
         if isinstance(error, sqlite3.IntegrityError):
@@ -80,7 +85,7 @@ class SqliteStore(SqlStore):
             "locked" in str(error) or "busy" in str(error))
 
     def _begin(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("BEGIN" if self._reading else "BEGIN IMMEDIATE")
 
     def _commit(self) -> None:
         self.db.execute("COMMIT")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections import Counter
 from types import MappingProxyType
 from typing import Iterable, Iterator
@@ -79,6 +80,10 @@ def _from_time(value) -> dt.datetime | None:
     return EPOCH + dt.timedelta(seconds=value)
 
 
+class NotAStore(Exception):
+    """The database is not (or not yet) a flowlang store this version can use."""
+
+
 class SqlStore:
     """A `Store` over SQL. Subclasses give `dialect` attributes and `_connect`."""
 
@@ -99,6 +104,9 @@ class SqlStore:
     def __init__(self, connection):
         self.db = connection
         self._depth = 0
+        #: this store object's row of the delivered counter
+        self._sent_key = f"sent:{uuid.uuid4().hex[:16]}"
+        self._reading = False
         self._failed = False
         # caches of immutable things (ids never change their meaning)
         self._flow_ids: dict[str, int] = {}
@@ -132,11 +140,18 @@ class SqlStore:
     def _one(self, text: str, args=()):
         return self._execute(text, args).fetchone()
 
-    def migrate(self) -> None:
-        """Bring the schema to the latest version (each migration in order)."""
+    def migrate(self, create: bool = True) -> None:
+        """Bring the schema to the latest version (each migration in order).
+        `create=False`: refuse a database that holds no flowlang store yet (for
+        commands that only read, like `flowlang status`)."""
         with self.transaction():
             self._lock_schema()
             current = self._schema_version()
+            if not current and not create:
+                raise NotAStore("this database holds no flowlang store (nothing was ever run on it)")
+            if current > len(self.migrations):
+                raise NotAStore(f"this store has schema version {current}, newer than this "
+                                f"flowlang knows ({len(self.migrations)}): upgrade flowlang")
             for number, ddl in enumerate(self.migrations, 1):
                 if number <= current:
                     continue
@@ -163,6 +178,13 @@ class SqlStore:
         manager: entering a nested block costs a counter, not a generator.)"""
         return self
 
+    def reading(self) -> SqlStore:
+        """A transaction that only reads: on SQLite it does not take the write lock
+        (a `status` does not wait behind a worker's batch)."""
+        if not self._depth:
+            self._reading = True
+        return self
+
     def __enter__(self) -> SqlStore:
         if not self._depth:
             self._begin()
@@ -183,6 +205,7 @@ class SqlStore:
                     raise self._translate(e) from e
                 raise
             self._reset_buffers()
+            self._reading = False
             return False
         self._abort()
         if self._is_retry(error):
@@ -191,6 +214,7 @@ class SqlStore:
 
     def _abort(self) -> None:
         self._depth = 0
+        self._reading = False
         self._rollback()
         self._reset_buffers()
 
@@ -269,8 +293,10 @@ class SqlStore:
             self._executemany("UPDATE outbox SET attempts = ?, next_attempt = ?, status = ?, "
                               "error = ? WHERE key = ?", kept)
         if self._sent:
-            self._execute("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + ? AS TEXT) "
-                          "WHERE key = 'sent'", (self._sent,))
+            # a counter row per store object: workers never wait on each other's count
+            self._execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                          "SET value = CAST(CAST(meta.value AS BIGINT) + CAST(excluded.value AS "
+                          "BIGINT) AS TEXT)", (self._sent_key, str(self._sent)))
             self._sent = 0
         if self._people_dirty:
             # in a stable order, so that two workers lock people rows alike (no deadlock)
@@ -397,7 +423,11 @@ class SqlStore:
         body = json.dumps(do, sort_keys=True, separators=(",", ":"))
         row = self._one("SELECT id FROM action_defs WHERE body = ?", (body,))
         if row is None:
-            row = self._one("INSERT INTO action_defs(body) VALUES (?) RETURNING id", (body,))
+            # another worker may add the same definition at the same moment
+            row = self._one("INSERT INTO action_defs(body) VALUES (?) ON CONFLICT DO NOTHING "
+                            "RETURNING id", (body,))
+            if row is None:
+                row = self._one("SELECT id FROM action_defs WHERE body = ?", (body,))
         self._defs[id(do)] = (do, row[0])
         self._def_bodies.setdefault(row[0], do)
         return row[0]
@@ -654,7 +684,24 @@ class SqlStore:
     def sent(self) -> int:
         """How many outbox rows were delivered (their rows are not kept)."""
         with self.transaction():
-            return int(self._one("SELECT value FROM meta WHERE key = 'sent'")[0]) + self._sent
+            row = self._one("SELECT SUM(CAST(value AS BIGINT)) FROM meta WHERE key LIKE 'sent%'")
+            return int(row[0] or 0) + self._sent
+
+    def outbox_counts(self) -> Counter:
+        """(flow, status) -> outbox rows, delivered ones included as `sent`
+        (under the flow `*`: their rows are gone)."""
+        with self.transaction():
+            self._flush()
+            counted: Counter = Counter()
+            for flow, status, number in self._rows(
+                    "SELECT flow, status, COUNT(*) FROM outbox GROUP BY flow, status"):
+                counted[flow, status] = number
+            counted["*", "sent"] = self.sent
+            return counted
+
+    def dead_letter_count(self) -> int:
+        with self.transaction():
+            return self._one("SELECT COUNT(*) FROM dead")[0]
 
     # ------------------------------------------------------------------ people
     def person(self, pid: str) -> dict | None:

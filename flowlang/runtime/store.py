@@ -58,6 +58,7 @@ class Store(Protocol):
     store its writes commit together or not at all, and a conflict with another
     worker raises `Retry`."""
     def transaction(self) -> contextlib.AbstractContextManager: ...
+    def reading(self) -> contextlib.AbstractContextManager: ...
     def in_transaction(self) -> bool: ...
     def put_version(self, machine: dict) -> None: ...
     def version(self, version: str) -> dict: ...
@@ -87,6 +88,8 @@ class Store(Protocol):
     def release_outbox(self, rows: list[OutboxRow]) -> None: ...
     def dead_letter(self, letter: DeadLetter) -> None: ...
     def dead_letters(self) -> list[DeadLetter]: ...
+    def dead_letter_count(self) -> int: ...
+    def outbox_counts(self) -> Counter: ...
     def person(self, pid: str) -> dict | None: ...
     def put_person(self, pid: str, record: dict) -> None: ...
 
@@ -123,6 +126,9 @@ class MemoryStore:
     # ------------------------------------------------------------------ transactions
     def transaction(self):
         """Memory has nothing to commit: a unit of work is just run."""
+        return contextlib.nullcontext()
+
+    def reading(self):
         return contextlib.nullcontext()
 
     def in_transaction(self) -> bool:
@@ -314,3 +320,12 @@ class MemoryStore:
 
     def dead_letters(self) -> list[DeadLetter]:
         return list(self._dead)
+
+    def dead_letter_count(self) -> int:
+        return len(self._dead)
+
+    def outbox_counts(self) -> Counter:
+        """(flow, status) -> outbox rows; delivered ones as ("*", "sent")."""
+        counted: Counter = Counter((row.flow, row.status) for row in self._outbox.values())
+        counted["*", "sent"] = self.sent
+        return counted

@@ -8,10 +8,13 @@ LISTEN/NOTIFY), or the polling backstop, whichever comes first. A stop request
 """
 from __future__ import annotations
 
-import threading
+import time
 from typing import Callable
 
 from flowlang.runtime.engine import Engine
+
+#: how long an idle worker waits before it looks at its stop flag again
+SLICE = 0.1
 
 
 class Worker:
@@ -22,12 +25,13 @@ class Worker:
         self.poll = poll
         #: called after each round with (participants moved, actions delivered)
         self.progress = progress
-        self.stopping = threading.Event()
+        self.stopping = StopFlag()
         self.moved = 0
         self.delivered = 0
 
     def stop(self) -> None:
-        """Stop after the current batch (safe to call from a signal handler)."""
+        """Stop after the current batch. Safe in a signal handler: it only sets a
+        flag (a threading.Event could deadlock there on its own lock)."""
         self.stopping.set()
 
     def round(self) -> tuple[int, int]:
@@ -57,11 +61,35 @@ class Worker:
             self._wait()
 
     def _wait(self) -> None:
+        """Until the next wake-up, a hint, the poll interval, or a stop request:
+        in slices, so that a stop is seen within one."""
         wake = self.engine.next_wake()
         now = self.engine.clock.now()
         pause = self.poll if wake is None else max(0.0, min(self.poll, (wake - now).total_seconds()))
         listen = getattr(self.engine.store, "wait_for_hint", None)
-        if listen is not None:
-            listen(pause)
-        else:
-            self.stopping.wait(pause)
+        deadline = time.monotonic() + pause
+        while not self.stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if listen is not None:
+                if listen(min(left, SLICE)):
+                    return
+            else:
+                time.sleep(min(left, SLICE))
+
+
+class StopFlag:
+    """A stop request: the interface of threading.Event that the engine's batch
+    loops look at, without a lock (so a signal handler can set it)."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self):
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
