@@ -462,8 +462,12 @@ class Engine:
         memberships). Returns how many were admitted, queued and refused."""
         outcome: Counter = Counter()
 
+        prefetch = getattr(self.store, "prefetch", None)
+
         def enroll_chunk(chunk) -> Counter:
             counted: Counter = Counter()
+            if prefetch is not None:
+                prefetch(flow, [person[0] for person in chunk])
             for person in chunk:
                 counted[self.enroll(flow, *person).status] += 1
             return counted
