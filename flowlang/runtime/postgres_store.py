@@ -113,6 +113,7 @@ class PostgresStore(SqlStore):
     placeholder = "%s"
     claim_suffix = " FOR UPDATE OF {table} SKIP LOCKED"
     lock_suffix = " FOR UPDATE OF {table}"
+    share_suffix = " FOR SHARE"
     migrations = (SCHEMA_V1,)
     retry_errors = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected,
                     pg_errors.UniqueViolation, pg_errors.LockNotAvailable)

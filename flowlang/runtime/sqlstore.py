@@ -98,6 +98,11 @@ class SqlStore:
     #: UPDATE OF {table}, so that two workers never change one participant or
     #: person from the same stale read; SQLite has one writer at a time)
     lock_suffix = ""
+    #: appended to SELECTs of flow records in a transaction that may write
+    #: (PostgreSQL: FOR SHARE, so that a pause, resume or end waits for work
+    #: that saw the flow's old status to commit, and work that starts after it
+    #: sees the new one; SQLite has one writer at a time)
+    share_suffix = ""
     #: the DDL of each schema version, in order (the migrations)
     migrations: tuple[str, ...] = ()
     #: the driver's exceptions that mean "lost a race: do it again"
@@ -489,7 +494,8 @@ class SqlStore:
                 self._flows_now = {}
             if name not in self._flows_now:
                 row = self._one("SELECT name, kind, status, version, paused_at, migration FROM flows "
-                                "WHERE name = ?", (name,))
+                                "WHERE name = ?" + ("" if self._reading else self.share_suffix),
+                                (name,))
                 self._flows_now[name] = self._flow_record(row) if row else None
             record = self._flows_now[name]
             return None if record is None else _copy_record(record)
@@ -526,7 +532,7 @@ class SqlStore:
     def flows(self) -> list[FlowRecord]:
         with self.transaction():
             rows = self._rows("SELECT name, kind, status, version, paused_at, migration FROM flows "
-                              "ORDER BY id")
+                              "ORDER BY id" + ("" if self._reading else self.share_suffix))
             records = [self._flow_record(row) for row in rows]
             self._flows_now = {r.name: _copy_record(r) for r in records}
             return records
@@ -610,8 +616,12 @@ class SqlStore:
             return [self._decode(row) for row in rows]
 
     def unfinished(self, flow: str, limit: int) -> list[Participant]:
+        """A chunk of a flow's active and queued participants, locked: `end` writes
+        them back as dropouts, and must not write over a step a worker commits
+        between its read and its write."""
         return self._participants_where(flow, "current = 1 AND status IN (?, ?)", (ACTIVE, QUEUED),
-                                        f" LIMIT {int(limit)}")
+                                        f" LIMIT {int(limit)}"
+                                        + self.lock_suffix.format(table="participants"))
 
     def save(self, participant: Participant, outbox: Iterable[OutboxRow] = (),
              moved: tuple[int, int] | None = None) -> None:
