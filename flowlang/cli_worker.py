@@ -13,6 +13,7 @@ in; a second one interrupts at once (the open transaction rolls back).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import signal
 import sys
@@ -670,7 +671,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     stopper = None
     try:
         store = open_db(args.db)
-        engine = Engine(store, handler_timeout=args.handler_timeout, batch=args.batch)
+        engine = Engine(store, handler_timeout=args.handler_timeout, batch=args.batch,
+                        max_attempts=args.max_attempts,
+                        backoff=dt.timedelta(seconds=args.backoff))
         engine.register("*", handler)
 
         def progress(moved: int, delivered: int) -> None:
@@ -914,6 +917,10 @@ def register(sub) -> None:
                      help="participants or outbox rows per transaction (default 1000)")
     run.add_argument("--handler-timeout", type=_positive(float), metavar="S",
                      help="a delivery taking longer than S seconds fails (default: no limit)")
+    run.add_argument("--max-attempts", type=_positive(int), default=5, metavar="N",
+                     help="deliveries of a failing action before its participant fails (default 5)")
+    run.add_argument("--backoff", type=_positive(float), default=60.0, metavar="S",
+                     help="wait before the first retry, doubling after each (default 60)")
     run.add_argument("--poll", type=_positive(float), default=1.0, metavar="S",
                      help="longest wait between looks at the store when idle (default 1)")
     run.add_argument("--actions", metavar="FILE",

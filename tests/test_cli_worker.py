@@ -419,3 +419,25 @@ def test_store_urls_are_printed_without_passwords(url, shown):
     from flowlang.cli_worker import describe_url
 
     assert describe_url(url) == shown
+
+
+def test_retry_options_reach_the_engine(monkeypatch, tmp_path):
+    """--max-attempts and --backoff configure the engine's retries."""
+    from flowlang import cli_worker
+    from flowlang.runtime import engine as engine_module
+
+    made = {}
+    real = engine_module.Engine
+
+    class Recording(real):
+        def __init__(self, *args, **kwargs):
+            made.update(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "Engine", Recording)
+    monkeypatch.setattr(cli_worker, "Engine", Recording, raising=False)
+    from flowlang.cli import main
+    code = main(["run", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--max-attempts", "2",
+                 "--backoff", "30"])
+    assert code == 0
+    assert made["max_attempts"] == 2 and made["backoff"].total_seconds() == 30
