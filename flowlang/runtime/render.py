@@ -30,9 +30,76 @@ def _compiled(template: str) -> tuple[Template, bool]:
     return compiled, bool(names - _RECORDS)
 
 
+#: Names a dict answers as attributes (`items`, `__class__`, …): Jinja's getattr
+#: finds those before the dict's keys, so a template naming one is left to Jinja.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain(template: str) -> tuple | None:
+    """A template of literal text and `{{ record.field }}` outputs only, as its
+    parts: strings, and (record, field path) pairs; None for anything else
+    (filters, tags, subscripts, a field named like a dict method), which only
+    Jinja renders."""
+    try:
+        tree = environment().parse(template)
+    except TemplateError:
+        return None
+    if len(tree.body) != 1 or type(tree.body[0]) is not jinja_nodes.Output:
+        return None
+    parts: list = []
+    for node in tree.body[0].nodes:
+        if type(node) is jinja_nodes.TemplateData:
+            parts.append(node.data)
+            continue
+        path: list[str] = []
+        while type(node) is jinja_nodes.Getattr and node.attr not in _DICT_ATTRIBUTES:
+            path.append(node.attr)
+            node = node.node
+        if not path or type(node) is not jinja_nodes.Name or node.ctx != "load":
+            return None
+        parts.append((node.name, tuple(reversed(path))))
+    return tuple(parts)
+
+
+_MISSING = object()
+
+
+def _render_plain(parts: tuple, participant_type: str, data: dict) -> str | None:
+    """What Jinja would render for a plain template (`str()` of each field, as its
+    generated code does), or None where Jinja must answer (a missing field, a
+    record that is not the participant, a value that is not a plain dict), so
+    that errors keep their Jinja wording."""
+    out = []
+    for part in parts:
+        if type(part) is str:
+            out.append(part)
+            continue
+        record, path = part
+        if record != participant_type:
+            return None
+        value = data
+        for name in path:
+            if type(value) is not dict:
+                return None
+            value = value.get(name, _MISSING)
+            if value is _MISSING:
+                return None
+        out.append(str(value))
+    return "".join(out)
+
+
 def render_text(template: str, participant_type: str, data: dict) -> str:
     if "{" not in template:
         return template
+    parts = _plain(template)
+    if parts is not None:
+        try:
+            text = _render_plain(parts, participant_type, data)
+        except Exception:  # a value whose str() fails: Jinja says how
+            text = None
+        if text is not None:
+            return text
     try:
         compiled, needs_globals = _compiled(template)
         if needs_globals:
