@@ -14,6 +14,7 @@ from typing import Callable
 import attrs
 
 from flowlang.gcpause import batch
+from flowlang.runtime import bulk
 from flowlang.runtime import interpreter as interp
 from flowlang.runtime import pipeline as pipelines
 from flowlang.runtime.clock import RealClock
@@ -134,6 +135,12 @@ def _touches_person(do: dict) -> bool:
     return cached[1]
 
 
+def _offer(pid: str, data: dict | None = None, memberships: dict | None = None,
+           event: dict | None = None) -> tuple:
+    """An `enroll_many` entry read as `enroll`'s arguments."""
+    return pid, data, memberships, event
+
+
 class Engine:
     def __init__(self, store: Store | None = None, clock=None, *, seed: int = 0,
                  max_attempts: int = 5, backoff: dt.timedelta = dt.timedelta(minutes=1),
@@ -154,6 +161,9 @@ class Engine:
         #: recursion: flows may hand a participant round a cycle (FL407 warns)
         self._handovers: list[tuple] = []
         self._handing_over = False
+        #: while a tick steps participants on the memory store: the outbox rows
+        #: it made, for delivery without the store's due index
+        self._direct: list | None = None
         #: called with every step result (simulations, progress displays)
         self.listeners: list[Callable] = []
         #: participants whose steps carry a trace of why (`simulate --explain`)
@@ -375,12 +385,76 @@ class Engine:
     @batch
     def enroll_many(self, flow: str, people) -> Counter:
         """Offer many people at once: `people` yields (pid, data) or (pid, data,
-        memberships). Returns how many were admitted, queued and refused."""
+        memberships). Returns how many were admitted, queued and refused.
+
+        The same as `enroll` for each in turn, done a batch at a time: the flow,
+        its program and the time are looked up once per batch, and the admitted
+        enter the flow together (`bulk.enter_many`)."""
         outcome: Counter = Counter()
+        chunk: list = []
         for person in people:
-            admission = self.enroll(flow, *person)
-            outcome[admission.status] += 1
+            chunk.append(person)
+            if len(chunk) >= self.batch:
+                self._enroll_batch(flow, chunk, outcome)
+                chunk = []
+        if chunk:
+            self._enroll_batch(flow, chunk, outcome)
         return outcome
+
+    def _enroll_batch(self, flow: str, people: list, outcome: Counter) -> None:
+        record = self._record(flow)
+        if record.kind != "flow" or record.status != "running" or self.listeners:
+            # pipelines, queues and refusals, and listeners that may act between
+            # two enrolments: one at a time
+            for person in people:
+                outcome[self.enroll(flow, *person).status] += 1
+            return
+        program = self.current(flow)
+        once = program.trigger.get("once_per_person")
+        # a trigger with no exclusion and no filter admits all that no event names
+        open_door = not program.exclude and program.trigger.get("filter") is None
+        participant = self.store.participant
+        version = program.version
+        candidates: list[Participant] = []
+        pending: set[str] = set()
+        for offer in people:
+            if len(offer) == 2:
+                pid, data = offer
+                memberships = event = None
+            else:
+                pid, data, memberships, event = _offer(*offer)
+            if pid in pending:
+                # the same person twice in a batch: the first must be in the flow
+                # before the second is offered
+                self._enter_batch(program, candidates)
+                candidates = []
+                pending.clear()
+            person = self._person(pid, data, memberships)
+            if pid in record.ended:
+                outcome["refused"] += 1
+                continue
+            existing = participant(flow, pid)
+            if existing is not None and (not existing.finished or once):
+                outcome["refused"] += 1
+                continue
+            memberships = person["memberships"]
+            candidate = Participant(pid, flow, version, person["data"],
+                                    {k: frozenset(v) for k, v in memberships.items()}
+                                    if memberships else EMPTY)
+            if (event is not None or not open_door) and not interp.admits(program, candidate, event):
+                outcome["refused"] += 1
+                continue
+            if existing is not None:
+                self.store.archive(existing)
+                candidate.run = existing.run + 1
+            candidates.append(candidate)
+            pending.add(pid)
+            outcome["active"] += 1
+        self._enter_batch(program, candidates)
+
+    def _enter_batch(self, program: interp.Program, candidates: list[Participant]) -> None:
+        if candidates:
+            self._save_many(bulk.enter_outcomes(program, candidates, self.clock.now()))
 
     def _new_record(self, record: FlowRecord, pid: str, data: dict, stage: str | None) -> Admission:
         existing = self.store.participant(record.name, pid)
@@ -393,6 +467,7 @@ class Engine:
         return Admission(True, "active")
 
     def _save_pipeline(self, program, result: pipelines.PipelineResult, subject: str | None = None) -> None:
+        self._leave_direct()  # its rows go through the due index, after those before them
         now = self.clock.now()
         rows = result.actions
         if result.record is not None:
@@ -542,23 +617,60 @@ class Engine:
         """Advance every participant whose time has come, then deliver due actions.
         Returns how many participants moved."""
         now = self.clock.now()
+        # the memory store can hand this tick's new outbox rows straight to
+        # delivery below instead of through its due index (`save_unqueued`)
+        if not self.listeners and hasattr(self.store, "save_unqueued"):
+            self._direct = []
+        try:
+            moved = self._advance(now)
+        except BaseException:
+            self._leave_direct()
+            raise
+        direct, self._direct = self._direct, None
+        if direct:
+            self._deliver_direct(direct, now)
+        self.dispatch()
+        return moved
+
+    def _advance(self, now: dt.datetime) -> int:
+        """Step every participant whose time has come: how many moved."""
         moved = 0
         while True:
             due = self.store.due(now, self.batch)
             if not due:
                 break
             running: dict[str, bool] = {}
+            awake = []
             for p in due:
                 live = running.get(p.flow)
                 if live is None:
                     record = self.store.flow(p.flow)
                     live = running[p.flow] = record is not None and record.status == "running"
-                if not live:
-                    continue  # paused: it leaves the index, and resume puts it back
-                self._save(interp.step(self.program(p.version), p, now, None, p.id in self.explain))
-                moved += 1
-        self.dispatch()
+                if live:  # paused: it leaves the index, and resume puts it back
+                    awake.append(p)
+            moved += len(awake)
+            if self.listeners:  # they may act between two participants: one at a time
+                for p in awake:
+                    self._save(interp.step(self.program(p.version), p, now, None, p.id in self.explain))
+            else:
+                self._save_many(self._step_many(awake, now))
         return moved
+
+    def _step_many(self, due: list[Participant], now: dt.datetime) -> list[bulk.Outcome]:
+        """The timers of `due` fire: each version's participants advance in bulk;
+        the outcomes come back in the order of `due`."""
+        version = due[0].version if due else None
+        if all(p.version == version for p in due):
+            return bulk.step_outcomes(self.program(version), due, now) if due else []
+        places: dict[str, list[int]] = {}
+        for index, p in enumerate(due):
+            places.setdefault(p.version, []).append(index)
+        outcomes: list = [None] * len(due)
+        for version, indices in places.items():
+            stepped = bulk.step_outcomes(self.program(version), [due[i] for i in indices], now)
+            for index, outcome in zip(indices, stepped):
+                outcomes[index] = outcome
+        return outcomes
 
     def next_wake(self) -> dt.datetime | None:
         times = [t for t in (self.store.next_due(), self.store.next_outbox()) if t is not None]
@@ -581,11 +693,29 @@ class Engine:
     # ------------------------------------------------------------------ saving and the outbox
     def _save(self, result: interp.StepResult) -> None:
         p = result.participant
-        self.store.save(p, result.actions)
+        if self._direct is None:
+            self.store.save(p, result.actions)
+        else:
+            self.store.save_unqueued(p, result.actions)
+            self._direct.extend(result.actions)
         for listener in self.listeners:
             listener(result)
         for action in result.actions:
             self._own_effects(action)
+
+    def _save_many(self, outcomes: list[bulk.Outcome]) -> None:
+        """`_save` for each outcome in turn (the bulk paths run without listeners,
+        so without the step results they would be given)."""
+        direct = self._direct
+        save = self.store.save if direct is None else self.store.save_unqueued
+        for participant, actions in outcomes:
+            save(participant, actions)
+            if actions:
+                if direct is not None:
+                    direct.extend(actions)
+                for action in actions:
+                    if _touches_person(action.do):
+                        self._own_effects(action)
 
     def _own_effects(self, action: interp.Action) -> None:
         """What the engine itself does about an action: the person's record learns
@@ -646,6 +776,33 @@ class Engine:
             for row in rows:
                 self._deliver(row, now)
                 delivered += 1
+
+    def _leave_direct(self) -> None:
+        """Stop handing rows straight to delivery for the rest of this tick: the
+        rows kept so far join the due index, in order."""
+        rows, self._direct = self._direct, None
+        if rows:
+            self.store.queue_outbox(rows)
+
+    def _deliver_direct(self, rows: list[OutboxRow], now: dt.datetime) -> None:
+        """Deliver the rows this tick made, as `dispatch` would have taken them
+        from the due index: in order, a batch at a time, each batch of those
+        still pending when it is taken. If older rows are due too, those go first:
+        then all go through the index."""
+        first = self.store.next_outbox()
+        if first is not None and first <= now:
+            self.store.queue_outbox(rows)
+            return
+        size = self.batch
+        for start in range(0, len(rows), size):
+            chunk = rows[start:start + size] if len(rows) > size else rows
+            taken = [row for row in chunk if row.status == "pending"]
+            for done, row in enumerate(taken):
+                try:
+                    self._deliver(row, now)
+                except BaseException:  # not a handler's failure (those are data): keep the rest
+                    self.store.queue_outbox(taken[done + 1:] + rows[start + size:])
+                    raise
 
     def _deliver(self, row: OutboxRow, now: dt.datetime) -> None:
         action = row

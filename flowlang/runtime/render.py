@@ -5,6 +5,7 @@ the participant does not have fails with a clear error, never runs."""
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 from jinja2 import Template, TemplateError
 from jinja2 import nodes as jinja_nodes
@@ -89,17 +90,7 @@ def _render_plain(parts: tuple, participant_type: str, data: dict) -> str | None
     return "".join(out)
 
 
-def render_text(template: str, participant_type: str, data: dict) -> str:
-    if "{" not in template:
-        return template
-    parts = _plain(template)
-    if parts is not None:
-        try:
-            text = _render_plain(parts, participant_type, data)
-        except Exception:  # a value whose str() fails: Jinja says how
-            text = None
-        if text is not None:
-            return text
+def _render_jinja(template: str, participant_type: str, data: dict) -> str:
     try:
         compiled, needs_globals = _compiled(template)
         if needs_globals:
@@ -113,6 +104,59 @@ def render_text(template: str, participant_type: str, data: dict) -> str:
         raise RenderError(f"template error: {e}") from None
     except Exception as e:  # no loader for include/import, a range over the sandbox's limit …
         raise RenderError(f"template failed: {type(e).__name__}: {e}") from None
+
+
+Renderer = Callable[[str, dict], str]
+
+
+def _renderer(template: str) -> Renderer:
+    """The template as a function of (participant type, data): the text itself
+    if it has no `{`, a join of its parts if it is plain (with Jinja answering
+    whenever the join cannot), else Jinja in the sandbox."""
+    if "{" not in template:
+        return lambda participant_type, data: template
+    parts = _plain(template)
+    if parts is None:
+        return functools.partial(_render_jinja, template)
+    fields = [part for part in parts if type(part) is tuple]
+    if len(fields) == 1 and len(fields[0][1]) == 1 and len(parts) <= 3:
+        # the commonest shape, "Hello, {{ person.first_name }}!", without the loop
+        at = parts.index(fields[0])
+        head = "".join(parts[:at])
+        tail = "".join(parts[at + 1:])
+        record, (name,) = fields[0]
+
+        def render_one(participant_type: str, data: dict) -> str:
+            if participant_type == record and type(data) is dict:
+                value = data.get(name, _MISSING)
+                if value is not _MISSING:
+                    try:
+                        return head + str(value) + tail
+                    except Exception:  # a value whose str() fails: Jinja says how
+                        pass
+            return _render_jinja(template, participant_type, data)
+        return render_one
+
+    def render(participant_type: str, data: dict) -> str:
+        try:
+            text = _render_plain(parts, participant_type, data)
+        except Exception:  # a value whose str() fails: Jinja says how
+            text = None
+        return text if text is not None else _render_jinja(template, participant_type, data)
+    return render
+
+
+#: template text -> its renderer; templates are few and participants many
+_RENDERERS: dict[str, Renderer] = {}
+
+
+def render_text(template: str, participant_type: str, data: dict) -> str:
+    found = _RENDERERS.get(template)
+    if found is None:
+        if len(_RENDERERS) >= 4096:
+            _RENDERERS.clear()
+        found = _RENDERERS[template] = _renderer(template)
+    return found(participant_type, data)
 
 
 def render_settings(do: dict, participant_type: str, data: dict) -> dict:

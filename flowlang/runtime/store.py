@@ -140,6 +140,30 @@ class MemoryStore:
         for row in outbox:
             self.save_outbox(row)
 
+    def save_unqueued(self, participant: Participant, outbox: Iterable[OutboxRow]) -> None:
+        """`save`, for rows the engine delivers at once (an optional fast path of
+        this store, not part of the protocol): the rows are kept (`outbox` lists
+        them, `end` can cancel them) but not queued for `outbox_due`; the engine
+        queues back, with `queue_outbox`, any it does not deliver."""
+        runs = self._participants.get(participant.flow)
+        if runs is None:
+            runs = self._participants[participant.flow] = {}
+        before = runs.get(participant.id)
+        runs[participant.id] = participant
+        if (participant.wake_at is not None and participant.status == "active"
+                and (before is None or before.wake_at != participant.wake_at)):
+            self.schedule(participant)
+        rows = self._outbox
+        for row in outbox:
+            rows[row.key] = row
+
+    def queue_outbox(self, outbox: Iterable[OutboxRow]) -> None:
+        """Queue rows kept by `save_unqueued`, not yet delivered, for
+        `outbox_due`, in order."""
+        for row in outbox:
+            if row.attempts == 0 and row.status == "pending" and self._outbox.get(row.key) is row:
+                self._queue_attempt(row)
+
     def save_outbox(self, row: OutboxRow) -> None:
         """An outbox row with no participant change (a pipeline handler's action
         for a person who is not a record of the pipeline)."""
@@ -178,15 +202,17 @@ class MemoryStore:
             if not bucket:
                 heapq.heappop(self._times)
                 del self._buckets[wake_at]
-            runs = self._participants
+            flow = runs = None
             for entry in chunk:
                 # an entry stands for its participant's latest state, if that still
                 # waits for this time (a later save may have moved or ended it)
-                key = (entry.flow, entry.id)
-                p = runs.get(entry.flow, {}).get(entry.id)
+                if entry.flow != flow:
+                    flow = entry.flow
+                    runs = self._participants.get(flow, {})
+                p = runs.get(entry.id)
                 if (p is not None and p.status == "active" and p.wake_at == wake_at
-                        and key not in taken):
-                    taken.add(key)
+                        and id(p) not in taken):
+                    taken.add(id(p))  # (the latest states are alive: ids are theirs)
                     out.append(p)
         return out
 
