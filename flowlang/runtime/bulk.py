@@ -115,6 +115,7 @@ def _enter_runs(program: Program, participants: Sequence[Participant], now: dt.d
     runs: list[_Run | StepResult] = []
     walkers: list[_Run] = []
     version = program.version
+    success = program.success is not None
     for q in participants:
         if explain and q.id in explain:
             runs.append(enter(program, q, now, True))
@@ -126,7 +127,7 @@ def _enter_runs(program: Program, participants: Sequence[Participant], now: dt.d
         p.history = ()
         run = _Run(program, p, now, False)
         runs.append(run)
-        if not run.check_success():
+        if not success or not run.check_success():
             walkers.append(run)
     _walk(program, now, walkers, program.start)
     return runs

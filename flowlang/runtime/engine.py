@@ -18,7 +18,7 @@ from flowlang.runtime import bulk
 from flowlang.runtime import interpreter as interp
 from flowlang.runtime import pipeline as pipelines
 from flowlang.runtime.clock import RealClock
-from flowlang.runtime.render import RenderError, render_args, render_settings
+from flowlang.runtime.render import RenderError, render_args, render_settings, templated
 from flowlang.runtime.state import EMPTY, FINISHED, STATUSES, Participant
 from flowlang.runtime.store import DeadLetter, FlowRecord, MemoryStore, OutboxRow, Store
 
@@ -708,13 +708,16 @@ class Engine:
         so without the step results they would be given)."""
         direct = self._direct
         save = self.store.save if direct is None else self.store.save_unqueued
+        touches = _TOUCHES
         for participant, actions in outcomes:
             save(participant, actions)
             if actions:
                 if direct is not None:
                     direct.extend(actions)
                 for action in actions:
-                    if _touches_person(action.do):
+                    do = action.do
+                    known = touches.get(id(do))
+                    if known[1] if known is not None and known[0] is do else _touches_person(do):
                         self._own_effects(action)
 
     def _own_effects(self, action: interp.Action) -> None:
@@ -795,14 +798,16 @@ class Engine:
             return
         size = self.batch
         for start in range(0, len(rows), size):
-            chunk = rows[start:start + size] if len(rows) > size else rows
-            taken = [row for row in chunk if row.status == "pending"]
+            taken = [row for row in rows[start:start + size] if row.status == "pending"]
             for done, row in enumerate(taken):
+                taken[done] = None  # delivered rows go as they are done, not at the end
                 try:
                     self._deliver(row, now)
                 except BaseException:  # not a handler's failure (those are data): keep the rest
                     self.store.queue_outbox(taken[done + 1:] + rows[start + size:])
                     raise
+            for index in range(start, min(start + size, len(rows))):
+                rows[index] = None
 
     def _deliver(self, row: OutboxRow, now: dt.datetime) -> None:
         action = row
@@ -810,8 +815,12 @@ class Engine:
         row.attempts += 1
         try:
             delivery = Delivery(action, row.participant_type, row.attempts)
-            if action.do["templates"]:
-                delivery.settings, delivery.args  # render first: a refused template never runs
+            in_settings, in_args = templated(action.do)
+            # render first: a refused template never runs
+            if in_settings:
+                delivery._settings = render_settings(action.do, row.participant_type, action.data)
+            if in_args:
+                delivery._args = render_args(action.do, row.participant_type, action.data)
             if handler is not None:
                 handler(delivery)
         except Exception as e:  # a handler's failure is data: retried, then kept

@@ -178,5 +178,29 @@ def compile_expression(node: dict):
         return lambda p: name in p.member_of(kind)
     if "happened" in node:
         kind, match = node["happened"], node["match"]
-        return lambda p: any(t == kind and matches(payload, match) for t, payload in p.history)
+        fits = compile_match(match)
+
+        def happened(p):
+            for event_type, payload in p.history:
+                if event_type == kind and fits(payload):
+                    return True
+            return False
+        return happened
     raise ValueError(f"not an expression: {node!r}")
+
+
+def compile_match(match: dict):
+    """`matches(payload, match)` as a function of the payload, dotted keys split
+    once."""
+    wants = tuple((key.split("."), wanted) for key, wanted in match.items())
+
+    def fits(payload: dict) -> bool:
+        for path, wanted in wants:
+            value = field(payload, path)
+            if value == wanted:
+                continue
+            if isinstance(value, (list, tuple, set, dict)) and wanted in value:
+                continue
+            return False
+        return True
+    return fits

@@ -230,7 +230,8 @@ class _Run:
         return False
 
     def check_exclusion(self) -> bool:
-        if self.program.exclude & self.p.member_of("selection"):
+        exclude = self.program.exclude
+        if exclude and exclude & self.p.member_of("selection"):
             self.note("joined the exclusion selection")
             self.finish("dropout")
             return True
@@ -490,7 +491,7 @@ def admits(program: Program, participant: Participant, event: dict | None = None
     """Do the trigger's rules let this participant in? (`filter` checked once, on
     entry; the exclusion selection; an `on` event must match when given.)"""
     trigger = program.trigger
-    if program.exclude & participant.member_of("selection"):
+    if program.exclude and program.exclude & participant.member_of("selection"):
         return False
     if event is not None:
         if not any(e["type"] == event["type"] and matches(event, e["match"])

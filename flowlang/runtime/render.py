@@ -126,9 +126,18 @@ def _renderer(template: str) -> Renderer:
         tail = "".join(parts[at + 1:])
         record, (name,) = fields[0]
 
+        texts: dict[str, str] = {}  # by value: many share a first name, say
+
         def render_one(participant_type: str, data: dict) -> str:
             if participant_type == record and type(data) is dict:
                 value = data.get(name, _MISSING)
+                if type(value) is str:
+                    text = texts.get(value)
+                    if text is None:
+                        text = head + value + tail
+                        if len(texts) < 1024:
+                            texts[value] = text
+                    return text
                 if value is not _MISSING:
                     try:
                         return head + str(value) + tail
@@ -151,23 +160,43 @@ _RENDERERS: dict[str, Renderer] = {}
 
 
 def render_text(template: str, participant_type: str, data: dict) -> str:
+    return _renderer_of(template)(participant_type, data)
+
+
+def _renderer_of(template: str) -> Renderer:
     found = _RENDERERS.get(template)
     if found is None:
         if len(_RENDERERS) >= 4096:
             _RENDERERS.clear()
         found = _RENDERERS[template] = _renderer(template)
-    return found(participant_type, data)
+    return found
+
+
+def templated(do: dict) -> tuple[bool, bool]:
+    """Does an action have templates in its settings, in its arguments? (Worked
+    out once per IR action: which of its parts are templates does not change;
+    their text is read at each render.)"""
+    found = _TEMPLATED.get(id(do))
+    if found is None or found[0] is not do:
+        names = do.get("templates", ())
+        found = _TEMPLATED[id(do)] = (do, (any(n != "$args" for n in names), "$args" in names))
+    return found[1]
+
+
+_TEMPLATED: dict[int, tuple[dict, tuple[bool, bool]]] = {}
 
 
 def render_settings(do: dict, participant_type: str, data: dict) -> dict:
     """The action's settings with every template setting rendered."""
     settings = dict(do["settings"])
-    for name in do.get("templates", ()):
+    if not templated(do)[0]:
+        return settings
+    for name in do["templates"]:
         if name == "$args":
             continue
         value = settings.get(name)
         if isinstance(value, str):
-            settings[name] = render_text(value, participant_type, data)
+            settings[name] = _renderer_of(value)(participant_type, data)
         elif isinstance(value, list):
             settings[name] = [render_text(v, participant_type, data) if isinstance(v, str) else v
                               for v in value]
@@ -175,6 +204,7 @@ def render_settings(do: dict, participant_type: str, data: dict) -> dict:
 
 
 def render_args(do: dict, participant_type: str, data: dict) -> list:
-    if "$args" not in do.get("templates", ()):
+    if not templated(do)[1]:
         return list(do["args"])
-    return [render_text(a, participant_type, data) if isinstance(a, str) else a for a in do["args"]]
+    return [_renderer_of(a)(participant_type, data) if isinstance(a, str) else a
+            for a in do["args"]]
