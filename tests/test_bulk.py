@@ -199,9 +199,22 @@ def drive(seed: int, *, one_at_a_time: bool, store: MemoryStore) -> list:
                 else:
                     outcome = dict(engine.enroll_many(flow, offers))
                 log.append(["enrol", flow, list(outcome.items())])
-            elif r < 0.5:
+            elif r < 0.4:
                 event = {**rng.choice(EVENTS), "participant": rng.choice(people + ["ghost"])}
                 log.append(["ingest", engine.ingest(event)])
+            elif r < 0.5:
+                events = [{**rng.choice(EVENTS), "participant": rng.choice(people + ["ghost"])}
+                          for _ in range(rng.randrange(0, 12))]
+                if rng.random() < 0.1:
+                    events.append({"type": "email.opened"})  # malformed: a dead letter
+                if one_at_a_time:
+                    outcome = {}
+                    for event in events:
+                        kind = engine.ingest(event).split(":")[0]
+                        outcome[kind] = outcome.get(kind, 0) + 1
+                else:
+                    outcome = dict(engine.ingest_many(events))
+                log.append(["ingest many", list(outcome.items())])
             elif r < 0.75:
                 minutes = rng.choice([0, 1, 30, 60 * 24, 60 * 24 * 3, rng.randrange(0, 60 * 24 * 8)])
                 engine.run_until(clock.now() + dt.timedelta(minutes=minutes))

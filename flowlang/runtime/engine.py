@@ -18,7 +18,7 @@ from flowlang.runtime import bulk
 from flowlang.runtime import interpreter as interp
 from flowlang.runtime import pipeline as pipelines
 from flowlang.runtime.clock import RealClock
-from flowlang.runtime.render import RenderError, render_args, render_settings, templated
+from flowlang.runtime.render import RenderError, prerender, render_args, render_settings
 from flowlang.runtime.state import EMPTY, FINISHED, STATUSES, Participant
 from flowlang.runtime.store import DeadLetter, FlowRecord, MemoryStore, OutboxRow, Store
 
@@ -453,8 +453,16 @@ class Engine:
         self._enter_batch(program, candidates)
 
     def _enter_batch(self, program: interp.Program, candidates: list[Participant]) -> None:
-        if candidates:
-            self._save_many(bulk.enter_outcomes(program, candidates, self.clock.now()))
+        if not candidates:
+            return
+        now = self.clock.now()
+        try:
+            outcomes = bulk.enter_outcomes(program, candidates, now)
+        except Exception:  # one at a time: what is saved before it fails is as before
+            for p in candidates:
+                self._save(interp.enter(program, p, now, p.id in self.explain))
+            return
+        self._save_many(outcomes)
 
     def _new_record(self, record: FlowRecord, pid: str, data: dict, stage: str | None) -> Admission:
         existing = self.store.participant(record.name, pid)
@@ -653,7 +661,14 @@ class Engine:
                 for p in awake:
                     self._save(interp.step(self.program(p.version), p, now, None, p.id in self.explain))
             else:
-                self._save_many(self._step_many(awake, now))
+                try:
+                    outcomes = self._step_many(awake, now)
+                except Exception:  # one at a time: what is saved before it fails is as before
+                    for p in awake:
+                        self._save(interp.step(self.program(p.version), p, now, None,
+                                               p.id in self.explain))
+                    continue
+                self._save_many(outcomes)
         return moved
 
     def _step_many(self, due: list[Participant], now: dt.datetime) -> list[bulk.Outcome]:
@@ -815,12 +830,9 @@ class Engine:
         row.attempts += 1
         try:
             delivery = Delivery(action, row.participant_type, row.attempts)
-            in_settings, in_args = templated(action.do)
             # render first: a refused template never runs
-            if in_settings:
-                delivery._settings = render_settings(action.do, row.participant_type, action.data)
-            if in_args:
-                delivery._args = render_args(action.do, row.participant_type, action.data)
+            delivery._settings, delivery._args = prerender(action.do, row.participant_type,
+                                                           action.data)
             if handler is not None:
                 handler(delivery)
         except Exception as e:  # a handler's failure is data: retried, then kept

@@ -186,6 +186,16 @@ def templated(do: dict) -> tuple[bool, bool]:
 _TEMPLATED: dict[int, tuple[dict, tuple[bool, bool]]] = {}
 
 
+def prerender(do: dict, participant_type: str, data: dict) -> tuple[dict | None, list | None]:
+    """(settings, args) of an action, each rendered if it has templates, else
+    None: what a delivery renders before its handler runs, so that a refused
+    template never reaches the handler."""
+    found = _TEMPLATED.get(id(do))
+    in_settings, in_args = found[1] if found is not None and found[0] is do else templated(do)
+    return (render_settings(do, participant_type, data) if in_settings else None,
+            render_args(do, participant_type, data) if in_args else None)
+
+
 def render_settings(do: dict, participant_type: str, data: dict) -> dict:
     """The action's settings with every template setting rendered."""
     settings = dict(do["settings"])

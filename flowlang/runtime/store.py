@@ -123,7 +123,8 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ participants
     def participant(self, flow: str, pid: str) -> Participant | None:
-        return self._participants.get(flow, {}).get(pid)
+        runs = self._participants.get(flow)
+        return runs.get(pid) if runs is not None else None
 
     def participants(self, flow: str) -> Iterator[Participant]:
         return iter(list(self._participants.get(flow, {}).values()))
