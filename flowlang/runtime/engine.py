@@ -577,10 +577,18 @@ class Engine:
     def _route(self, event: dict, only: str | None = None) -> bool:
         pid = event["participant"]
         touched = False
-        for record in self.store.flows():
+        records = self.store.flows()
+        # the participant's runs as they were when the event came: a hand-over the
+        # event causes in one flow may put it in a flow still to be seen, and the
+        # event came before it did
+        before = {r.name: self.store.participant(r.name, pid) for r in records[1:]
+                  if r.kind == "flow" and (only is None or r.name == only)}
+        for record in records:
             if only is not None and record.name != only:
                 continue
             p = self.store.participant(record.name, pid)
+            if record.name in before and p is not before[record.name]:
+                continue  # a run this event's own hand-over began
             if record.kind == "pipeline":
                 if record.status != "running":
                     if record.status == "paused":
