@@ -578,6 +578,45 @@ def test_bad_events_go_to_the_dead_letters_with_the_reason(event, reason):
     assert snapshot(host.p("simple", "a")) == before
 
 
+HANDOVER_ON_OPEN = f"""
+flow main {{
+  settings {{ {SENDER} }}
+  send email "Hello" {{ subject "Hello" }}
+  wait for opened email "Hello" within 2 days else continue
+  split "Opened" {{
+    branch "Yes" when opened email "Hello" {{
+      exit {{ add to flow follow }}
+    }}
+  }}
+  complete
+}}
+flow follow {{
+  settings {{ {SENDER} }}
+  send email "Next" {{ subject "Next" }}
+  wait 1 day
+  complete
+}}
+"""
+
+
+@pytest.mark.parametrize("follow_paused", [True, False])
+def test_an_event_is_not_applied_to_the_run_its_own_hand_over_began(follow_paused):
+    # found by the engine state machine: the event moved the participant from
+    # `main` to `follow`, and was then held for (or applied to) the new run too
+    host = Host(HANDOVER_ON_OPEN)
+    if follow_paused:
+        host.engine.pause("follow")
+    host.engine.enroll("main", "a", {})
+    host.run(hours=1)
+    assert host.engine.ingest({"type": "email.opened", "participant": "a", "email": "Hello"}) \
+        == "applied"
+    assert host.p("main", "a").status == "dropout"
+    follow = host.p("follow", "a")
+    assert follow.status == ("queued" if follow_paused else "active")
+    assert follow.history == ()
+    assert host.engine.store.held_events("follow") == []
+
+
 def test_good_events_are_not_dead_letters():
     host = Host(SIMPLE)
     host.engine.enroll("simple", "a", {"first_name": "Ann"})

@@ -15,12 +15,13 @@ from typing import Callable
 import attrs
 
 from flowlang.gcpause import batch
+from flowlang.runtime import bulk
 from flowlang.runtime import interpreter as interp
 from flowlang.runtime import pipeline as pipelines
 from flowlang.runtime.calls import HandlerTimeout, TimedCaller
 from flowlang.runtime.clock import RealClock
 from flowlang.runtime.crashpoints import crashpoint
-from flowlang.runtime.render import RenderError, render_args, render_settings
+from flowlang.runtime.render import RenderError, prerender, render_args, render_settings
 from flowlang.runtime.state import EMPTY, FINISHED, STATUSES, Participant
 from flowlang.runtime.store import DeadLetter, FlowRecord, MemoryStore, OutboxRow, Retry, Store
 
@@ -164,6 +165,12 @@ def unit_of_work(method):
                 if attempt == ATTEMPTS:
                     raise
     return wrapper
+
+
+def _offer(pid: str, data: dict | None = None, memberships: dict | None = None,
+           event: dict | None = None) -> tuple:
+    """An `enroll_many` entry read as `enroll`'s arguments."""
+    return pid, data, memberships, event
 
 
 class Engine:
@@ -459,7 +466,11 @@ class Engine:
     @batch
     def enroll_many(self, flow: str, people) -> Counter:
         """Offer many people at once: `people` yields (pid, data) or (pid, data,
-        memberships). Returns how many were admitted, queued and refused."""
+        memberships). Returns how many were admitted, queued and refused.
+
+        The same as `enroll` for each in turn, done a batch at a time: the flow,
+        its program and the time are looked up once per batch, and the admitted
+        enter the flow together (`bulk.enter_many`)."""
         outcome: Counter = Counter()
 
         prefetch = getattr(self.store, "prefetch", None)
@@ -468,13 +479,75 @@ class Engine:
             counted: Counter = Counter()
             if prefetch is not None:
                 prefetch(flow, [person[0] for person in chunk])
-            for person in chunk:
-                counted[self.enroll(flow, *person).status] += 1
+            self._enroll_batch(flow, chunk, counted)
             return counted
 
         for chunk in _chunks(people, self.batch):
             outcome.update(self._atomic(enroll_chunk, chunk))
         return outcome
+
+    def _enroll_batch(self, flow: str, people: list, outcome: Counter) -> None:
+        record = self._record(flow)
+        if record.kind != "flow" or record.status != "running" or self.listeners:
+            # pipelines, queues and refusals, and listeners that may act between
+            # two enrolments: one at a time
+            for person in people:
+                outcome[self.enroll(flow, *person).status] += 1
+            return
+        program = self.current(flow)
+        once = program.trigger.get("once_per_person")
+        # a trigger with no exclusion and no filter admits all that no event names
+        open_door = not program.exclude and program.trigger.get("filter") is None
+        participant = self.store.participant
+        version = program.version
+        candidates: list[Participant] = []
+        pending: set[str] = set()
+        for offer in people:
+            if len(offer) == 2:
+                pid, data = offer
+                memberships = event = None
+            else:
+                pid, data, memberships, event = _offer(*offer)
+            if pid in pending:
+                # the same person twice in a batch: the first must be in the flow
+                # before the second is offered
+                self._enter_batch(program, candidates)
+                candidates = []
+                pending.clear()
+            person = self._person(pid, data, memberships)
+            existing = participant(flow, pid)
+            if existing is not None and (not existing.finished or once or existing.error == ENDED
+                                         and existing.status == "dropout"):
+                outcome["refused"] += 1
+                continue
+            memberships = person["memberships"]
+            candidate = Participant(pid, flow, version, person["data"],
+                                    {k: frozenset(v) for k, v in memberships.items()}
+                                    if memberships else EMPTY)
+            if (event is not None or not open_door) and not interp.admits(program, candidate, event):
+                outcome["refused"] += 1
+                continue
+            if existing is not None:
+                self.store.archive(existing)
+                candidate.run = existing.run + 1
+            candidates.append(candidate)
+            pending.add(pid)
+            outcome["active"] += 1
+        self._enter_batch(program, candidates)
+
+    def _enter_batch(self, program: interp.Program, candidates: list[Participant]) -> None:
+        if not candidates:
+            return
+        now = self.clock.now()
+        try:
+            outcomes = bulk.enter_outcomes(program, candidates, now)
+        except Retry:
+            raise
+        except Exception:  # one at a time: what is saved before it fails is as before
+            for p in candidates:
+                self._save(interp.enter(program, p, now, p.id in self.explain))
+            return
+        self._save_many(outcomes)
 
     @unit_of_work
     def remember(self, pid: str, data: dict | None = None, memberships: dict | None = None) -> None:
@@ -603,10 +676,20 @@ class Engine:
     def _route(self, event: dict, only: str | None = None) -> bool:
         pid = event["participant"]
         touched = False
-        for record in self.store.flows():
+        records = self.store.flows()
+        # the participant's runs as they were when the event came: a hand-over the
+        # event causes in one flow may put it in a flow still to be seen, and the
+        # event came before it did
+        before = {r.name: self.store.participant(r.name, pid) for r in records[1:]
+                  if r.kind == "flow" and (only is None or r.name == only)}
+        for record in records:
             if only is not None and record.name != only:
                 continue
             p = self.store.participant(record.name, pid)
+            if record.name in before and p is not None and (
+                    before[record.name] is None or before[record.name].run != p.run):
+                continue  # a run this event's own hand-over began (compared by run:
+                # a durable store reads a new object each time)
             if record.kind == "pipeline":
                 if record.status != "running":
                     if record.status == "paused":
@@ -666,23 +749,51 @@ class Engine:
         return moved
 
     def _advance_batch(self, now: dt.datetime) -> int | None:
-        """Claim a batch of due participants and step each (one transaction).
+        """Claim a batch of due participants and step them (one transaction): in
+        bulk, a group per state (`bulk`), unless listeners want each step result.
         None when nothing was due."""
         due = self.store.due(now, self.batch)
         if not due:
             return None
         running: dict[str, bool] = {}
-        moved = 0
+        awake = []
         for p in due:
             live = running.get(p.flow)
             if live is None:
                 record = self.store.flow(p.flow)
                 live = running[p.flow] = record is not None and record.status == "running"
-            if not live:
-                continue  # paused: it leaves the index, and resume puts it back
-            self._save(interp.step(self.program(p.version), p, now, None, p.id in self.explain), p)
-            moved += 1
-        return moved
+            if live:  # paused: it leaves the index, and resume puts it back
+                awake.append(p)
+        if self.listeners:  # they may act between two participants: one at a time
+            for p in awake:
+                self._save(interp.step(self.program(p.version), p, now, None, p.id in self.explain), p)
+            return len(awake)
+        try:
+            outcomes = self._step_many(awake, now)
+        except Retry:
+            raise
+        except Exception:  # the pure step raised: one at a time, as before bulk
+            for p in awake:
+                self._save(interp.step(self.program(p.version), p, now, None, p.id in self.explain), p)
+            return len(awake)
+        self._save_many(outcomes, awake)
+        return len(awake)
+
+    def _step_many(self, due: list[Participant], now: dt.datetime) -> list[bulk.Outcome]:
+        """The timers of `due` fire: each version's participants advance in bulk;
+        the outcomes come back in the order of `due`."""
+        version = due[0].version if due else None
+        if all(p.version == version for p in due):
+            return bulk.step_outcomes(self.program(version), due, now) if due else []
+        places: dict[str, list[int]] = {}
+        for index, p in enumerate(due):
+            places.setdefault(p.version, []).append(index)
+        outcomes: list = [None] * len(due)
+        for version, indices in places.items():
+            stepped = bulk.step_outcomes(self.program(version), [due[i] for i in indices], now)
+            for index, outcome in zip(indices, stepped):
+                outcomes[index] = outcome
+        return outcomes
 
     def next_wake(self) -> dt.datetime | None:
         times = [t for t in (self.store.next_due(), self.store.next_outbox()) if t is not None]
@@ -715,6 +826,24 @@ class Engine:
             listener(result)
         for action in result.actions:
             self._own_effects(action)
+
+    def _save_many(self, outcomes: list[bulk.Outcome], before: list[Participant] | None = None) -> None:
+        """`_save` for each outcome in turn (the bulk paths run without listeners,
+        so without the step results they would be given); `before`: the
+        participants as they were, for the transition records."""
+        save = self.store.save
+        touches = _TOUCHES
+        for index, (participant, actions) in enumerate(outcomes):
+            was = before[index] if before is not None else None
+            start = len(was.path) if was is not None and was.run == participant.run else 0
+            save(participant, actions, (start, len(participant.path))
+                 if len(participant.path) > start else None)
+            if actions:
+                for action in actions:
+                    do = action.do
+                    known = touches.get(id(do))
+                    if known[1] if known is not None and known[0] is do else _touches_person(do):
+                        self._own_effects(action)
 
     def _own_effects(self, action: interp.Action) -> None:
         """What the engine itself does about an action: the person's record learns
@@ -821,8 +950,9 @@ class Engine:
         once = row.status == "sending"
         try:
             delivery = Delivery(action, row.participant_type, row.attempts)
-            if action.do["templates"]:
-                delivery.settings, delivery.args  # render first: a refused template never runs
+            # render first: a refused template never runs
+            delivery._settings, delivery._args = prerender(action.do, row.participant_type,
+                                                           action.data)
             if handler is not None:
                 if self._caller is not None:
                     self._caller.call(handler, delivery, self.handler_timeout)

@@ -8,6 +8,7 @@ entered the flow.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from typing import Any
 
 
@@ -70,6 +71,9 @@ def _compare(op: str, a, b) -> bool:
     except TypeError:
         return False
     raise ValueError(f"unknown operator {op!r}")
+
+
+_ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 def matches(payload: dict, match: dict) -> bool:
@@ -140,7 +144,23 @@ def compile_expression(node: dict):
                 return value is not None and value != "" and value != []
             return is_set
         a, b = args
-        return lambda p: _compare(op, a(p), b(p))
+        order = _ORDER.get(op)
+        if order is None:
+            return lambda p: _compare(op, a(p), b(p))
+
+        def ordered(p):
+            # `_compare` for <, <=, >, >=, with its date handling only for dates
+            x = a(p)
+            y = b(p)
+            if x is None or y is None:
+                return False
+            if isinstance(x, dt.date) or isinstance(y, dt.date):
+                return _compare(op, x, y)
+            try:
+                return order(x, y)
+            except TypeError:
+                return False
+        return ordered
     if "field" in node:
         path = tuple(node["field"])
         if len(path) == 1:
@@ -158,5 +178,29 @@ def compile_expression(node: dict):
         return lambda p: name in p.member_of(kind)
     if "happened" in node:
         kind, match = node["happened"], node["match"]
-        return lambda p: any(t == kind and matches(payload, match) for t, payload in p.history)
+        fits = compile_match(match)
+
+        def happened(p):
+            for event_type, payload in p.history:
+                if event_type == kind and fits(payload):
+                    return True
+            return False
+        return happened
     raise ValueError(f"not an expression: {node!r}")
+
+
+def compile_match(match: dict):
+    """`matches(payload, match)` as a function of the payload, dotted keys split
+    once."""
+    wants = tuple((key.split("."), wanted) for key, wanted in match.items())
+
+    def fits(payload: dict) -> bool:
+        for path, wanted in wants:
+            value = field(payload, path)
+            if value == wanted:
+                continue
+            if isinstance(value, (list, tuple, set, dict)) and wanted in value:
+                continue
+            return False
+        return True
+    return fits

@@ -101,12 +101,17 @@ class Program:
             found = self._plans[id(do)] = (do, (tuple(do.get("operations", ())), memberships))
         return found[1]
 
-    def test(self, node: dict, participant) -> object:
-        """Evaluate an IR expression of this program (compiled once, on first use)."""
+    def compiled(self, node: dict) -> Callable:
+        """An IR expression of this program as a function of a participant
+        (compiled once, on first use)."""
         found = self._tests.get(id(node))
         if found is None or found[0] is not node:
             found = self._tests[id(node)] = (node, compile_expression(node))
-        return found[1](participant)
+        return found[1]
+
+    def test(self, node: dict, participant) -> object:
+        """Evaluate an IR expression of this program."""
+        return self.compiled(node)(participant)
 
     def due(self, state: dict, now: dt.datetime) -> dt.datetime:
         """When a timed state that starts at `now` ends; memoised, since those who
@@ -136,7 +141,7 @@ class _Run:
         self.p = p
         self.now = now
         self.actions: list[Action] = []
-        self.trace: list[str] = []
+        self.trace: list[str] | tuple = [] if explain else ()
         self.explain = explain
 
     def note(self, text: str) -> None:
@@ -167,10 +172,8 @@ class _Run:
         p = self.p
         if operations:
             p.data = self.operated(p.data, do, operations)
-        for kind, adds, target in memberships:
-            names = set(p.member_of(kind))
-            (names.add if adds else names.discard)(target)
-            p.memberships = {**p.memberships, kind: frozenset(names)}
+        if memberships:
+            p.memberships = with_memberships(p.memberships, memberships)
 
     def operated(self, data: dict, do: dict, operations) -> dict:
         """The participant's data after an `update` block. The block changes the
@@ -227,7 +230,8 @@ class _Run:
         return False
 
     def check_exclusion(self) -> bool:
-        if self.program.exclude & self.p.member_of("selection"):
+        exclude = self.program.exclude
+        if exclude and exclude & self.p.member_of("selection"):
             self.note("joined the exclusion selection")
             self.finish("dropout")
             return True
@@ -265,6 +269,15 @@ class _Run:
 
 
 _REST = object()  # a handler's answer when the participant rests where it is
+
+
+def with_memberships(memberships: dict, changes: tuple) -> dict:
+    """Memberships after an action's (kind, adds, target) changes (a new dict)."""
+    for kind, adds, target in changes:
+        names = set(memberships.get(kind, ()))
+        (names.add if adds else names.discard)(target)
+        memberships = {**memberships, kind: frozenset(names)}
+    return memberships
 
 
 class StepFailure(Exception):
@@ -478,7 +491,7 @@ def admits(program: Program, participant: Participant, event: dict | None = None
     """Do the trigger's rules let this participant in? (`filter` checked once, on
     entry; the exclusion selection; an `on` event must match when given.)"""
     trigger = program.trigger
-    if program.exclude & participant.member_of("selection"):
+    if program.exclude and program.exclude & participant.member_of("selection"):
         return False
     if event is not None:
         if not any(e["type"] == event["type"] and matches(event, e["match"])

@@ -5,6 +5,7 @@ the participant does not have fails with a clear error, never runs."""
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 from jinja2 import Template, TemplateError
 from jinja2 import nodes as jinja_nodes
@@ -30,9 +31,66 @@ def _compiled(template: str) -> tuple[Template, bool]:
     return compiled, bool(names - _RECORDS)
 
 
-def render_text(template: str, participant_type: str, data: dict) -> str:
-    if "{" not in template:
-        return template
+#: Names a dict answers as attributes (`items`, `__class__`, …): Jinja's getattr
+#: finds those before the dict's keys, so a template naming one is left to Jinja.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain(template: str) -> tuple | None:
+    """A template of literal text and `{{ record.field }}` outputs only, as its
+    parts: strings, and (record, field path) pairs; None for anything else
+    (filters, tags, subscripts, a field named like a dict method), which only
+    Jinja renders."""
+    try:
+        tree = environment().parse(template)
+    except TemplateError:
+        return None
+    if len(tree.body) != 1 or type(tree.body[0]) is not jinja_nodes.Output:
+        return None
+    parts: list = []
+    for node in tree.body[0].nodes:
+        if type(node) is jinja_nodes.TemplateData:
+            parts.append(node.data)
+            continue
+        path: list[str] = []
+        while type(node) is jinja_nodes.Getattr and node.attr not in _DICT_ATTRIBUTES:
+            path.append(node.attr)
+            node = node.node
+        if not path or type(node) is not jinja_nodes.Name or node.ctx != "load":
+            return None
+        parts.append((node.name, tuple(reversed(path))))
+    return tuple(parts)
+
+
+_MISSING = object()
+
+
+def _render_plain(parts: tuple, participant_type: str, data: dict) -> str | None:
+    """What Jinja would render for a plain template (`str()` of each field, as its
+    generated code does), or None where Jinja must answer (a missing field, a
+    record that is not the participant, a value that is not a plain dict), so
+    that errors keep their Jinja wording."""
+    out = []
+    for part in parts:
+        if type(part) is str:
+            out.append(part)
+            continue
+        record, path = part
+        if record != participant_type:
+            return None
+        value = data
+        for name in path:
+            if type(value) is not dict:
+                return None
+            value = value.get(name, _MISSING)
+            if value is _MISSING:
+                return None
+        out.append(str(value))
+    return "".join(out)
+
+
+def _render_jinja(template: str, participant_type: str, data: dict) -> str:
     try:
         compiled, needs_globals = _compiled(template)
         if needs_globals:
@@ -48,15 +106,107 @@ def render_text(template: str, participant_type: str, data: dict) -> str:
         raise RenderError(f"template failed: {type(e).__name__}: {e}") from None
 
 
+Renderer = Callable[[str, dict], str]
+
+
+def _renderer(template: str) -> Renderer:
+    """The template as a function of (participant type, data): the text itself
+    if it has no `{`, a join of its parts if it is plain (with Jinja answering
+    whenever the join cannot), else Jinja in the sandbox."""
+    if "{" not in template:
+        return lambda participant_type, data: template
+    parts = _plain(template)
+    if parts is None:
+        return functools.partial(_render_jinja, template)
+    fields = [part for part in parts if type(part) is tuple]
+    if len(fields) == 1 and len(fields[0][1]) == 1 and len(parts) <= 3:
+        # the commonest shape, "Hello, {{ person.first_name }}!", without the loop
+        at = parts.index(fields[0])
+        head = "".join(parts[:at])
+        tail = "".join(parts[at + 1:])
+        record, (name,) = fields[0]
+
+        texts: dict[str, str] = {}  # by value: many share a first name, say
+
+        def render_one(participant_type: str, data: dict) -> str:
+            if participant_type == record and type(data) is dict:
+                value = data.get(name, _MISSING)
+                if type(value) is str:
+                    text = texts.get(value)
+                    if text is None:
+                        text = head + value + tail
+                        if len(texts) < 1024:
+                            texts[value] = text
+                    return text
+                if value is not _MISSING:
+                    try:
+                        return head + str(value) + tail
+                    except Exception:  # a value whose str() fails: Jinja says how
+                        pass
+            return _render_jinja(template, participant_type, data)
+        return render_one
+
+    def render(participant_type: str, data: dict) -> str:
+        try:
+            text = _render_plain(parts, participant_type, data)
+        except Exception:  # a value whose str() fails: Jinja says how
+            text = None
+        return text if text is not None else _render_jinja(template, participant_type, data)
+    return render
+
+
+#: template text -> its renderer; templates are few and participants many
+_RENDERERS: dict[str, Renderer] = {}
+
+
+def render_text(template: str, participant_type: str, data: dict) -> str:
+    return _renderer_of(template)(participant_type, data)
+
+
+def _renderer_of(template: str) -> Renderer:
+    found = _RENDERERS.get(template)
+    if found is None:
+        if len(_RENDERERS) >= 4096:
+            _RENDERERS.clear()
+        found = _RENDERERS[template] = _renderer(template)
+    return found
+
+
+def templated(do: dict) -> tuple[bool, bool]:
+    """Does an action have templates in its settings, in its arguments? (Worked
+    out once per IR action: which of its parts are templates does not change;
+    their text is read at each render.)"""
+    found = _TEMPLATED.get(id(do))
+    if found is None or found[0] is not do:
+        names = do.get("templates", ())
+        found = _TEMPLATED[id(do)] = (do, (any(n != "$args" for n in names), "$args" in names))
+    return found[1]
+
+
+_TEMPLATED: dict[int, tuple[dict, tuple[bool, bool]]] = {}
+
+
+def prerender(do: dict, participant_type: str, data: dict) -> tuple[dict | None, list | None]:
+    """(settings, args) of an action, each rendered if it has templates, else
+    None: what a delivery renders before its handler runs, so that a refused
+    template never reaches the handler."""
+    found = _TEMPLATED.get(id(do))
+    in_settings, in_args = found[1] if found is not None and found[0] is do else templated(do)
+    return (render_settings(do, participant_type, data) if in_settings else None,
+            render_args(do, participant_type, data) if in_args else None)
+
+
 def render_settings(do: dict, participant_type: str, data: dict) -> dict:
     """The action's settings with every template setting rendered."""
     settings = dict(do["settings"])
-    for name in do.get("templates", ()):
+    if not templated(do)[0]:
+        return settings
+    for name in do["templates"]:
         if name == "$args":
             continue
         value = settings.get(name)
         if isinstance(value, str):
-            settings[name] = render_text(value, participant_type, data)
+            settings[name] = _renderer_of(value)(participant_type, data)
         elif isinstance(value, list):
             settings[name] = [render_text(v, participant_type, data) if isinstance(v, str) else v
                               for v in value]
@@ -64,6 +214,7 @@ def render_settings(do: dict, participant_type: str, data: dict) -> dict:
 
 
 def render_args(do: dict, participant_type: str, data: dict) -> list:
-    if "$args" not in do.get("templates", ()):
+    if not templated(do)[1]:
         return list(do["args"])
-    return [render_text(a, participant_type, data) if isinstance(a, str) else a for a in do["args"]]
+    return [_renderer_of(a)(participant_type, data) if isinstance(a, str) else a
+            for a in do["args"]]

@@ -19,6 +19,7 @@ EMPTY = MappingProxyType({})
 
 STATUSES = ("queued", "active", "completed", "completed_success", "dropout", "failed")
 FINISHED = frozenset({"completed", "completed_success", "dropout", "failed"})
+_NO_NAMES: frozenset = frozenset()
 
 
 class Participant:
@@ -67,7 +68,7 @@ class Participant:
         return other
 
     def member_of(self, kind: str) -> frozenset:
-        return self.memberships.get(kind, frozenset())
+        return self.memberships.get(kind, _NO_NAMES)
 
     @property
     def finished(self) -> bool:

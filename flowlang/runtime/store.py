@@ -158,7 +158,8 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ participants
     def participant(self, flow: str, pid: str) -> Participant | None:
-        return self._participants.get(flow, {}).get(pid)
+        runs = self._participants.get(flow)
+        return runs.get(pid) if runs is not None else None
 
     def participants(self, flow: str) -> Iterator[Participant]:
         return iter(list(self._participants.get(flow, {}).values()))
@@ -230,15 +231,17 @@ class MemoryStore:
             if not bucket:
                 heapq.heappop(self._times)
                 del self._buckets[wake_at]
-            runs = self._participants
+            flow = runs = None
             for entry in chunk:
                 # an entry stands for its participant's latest state, if that still
                 # waits for this time (a later save may have moved or ended it)
-                key = (entry.flow, entry.id)
-                p = runs.get(entry.flow, {}).get(entry.id)
+                if entry.flow != flow:
+                    flow = entry.flow
+                    runs = self._participants.get(flow, {})
+                p = runs.get(entry.id)
                 if (p is not None and p.status == "active" and p.wake_at == wake_at
-                        and key not in taken):
-                    taken.add(key)
+                        and id(p) not in taken):
+                    taken.add(id(p))  # (the latest states are alive: ids are theirs)
                     out.append(p)
         return out
 
