@@ -138,6 +138,13 @@ class NoOutboxEngine(Engine):
         for action in result.actions:
             self._own_effects(action)
 
+    def _save_many(self, outcomes, before=None) -> None:
+        """The bulk path's saves, through `_save` above (one outcome at a time)."""
+        from flowlang.runtime.interpreter import StepResult
+        for index, (participant, actions) in enumerate(outcomes):
+            self._save(StepResult(participant, tuple(actions), participant.wake_at),
+                       before[index] if before is not None else None)
+
     def _send_unsent(self) -> None:
         handler = self.handlers["*"]
         unsent, self._unsent = self._unsent, []
