@@ -95,7 +95,7 @@ from typing import NamedTuple
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from engine import (CLICK_AT, END, FLOW, START, TEXT_OF, clickers, commit, expected,  # noqa: E402
-                    fmt_n, population)
+                    population)
 from parse import machine  # noqa: E402
 
 from flowlang.compiler import compile_project  # noqa: E402

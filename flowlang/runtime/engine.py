@@ -18,7 +18,7 @@ from flowlang.gcpause import batch
 from flowlang.runtime import bulk
 from flowlang.runtime import interpreter as interp
 from flowlang.runtime import pipeline as pipelines
-from flowlang.runtime.calls import HandlerTimeout, TimedCaller
+from flowlang.runtime.calls import TimedCaller
 from flowlang.runtime.clock import RealClock
 from flowlang.runtime.crashpoints import crashpoint
 from flowlang.runtime.render import RenderError, prerender, render_args, render_settings
@@ -567,7 +567,6 @@ class Engine:
         return Admission(True, "active")
 
     def _save_pipeline(self, program, result: pipelines.PipelineResult, subject: str | None = None) -> None:
-        now = self.clock.now()
         rows = result.actions
         if result.record is not None:
             self.store.save(result.record, rows)
