@@ -16,9 +16,10 @@ store's idle housekeeping), as a worker on a real clock does when it wakes.
 What is timed: everything after enrolment (delivering the welcome emails, the
 timers, the clicks, the time-outs, day 12). Enrolment is done once up front,
 timed on its own and left out of the rates and ratios, for every store alike
-(with PostgreSQL one process enrols before the workers start). The steps counted
-are the states passed in the timed part: 4 per participant on average (a
-participant's path holds 2 states after enrolment, 6 at the end on average).
+(with PostgreSQL one process enrols before the workers start; in order through
+`enroll_many`, at random one `enroll` at a time, each at its own time). The
+steps counted are the states passed in the timed part: 4 per participant on
+average (a participant's path holds 2 states after enrolment, 6 at the end).
 
 Raw, the database's own rate: a table of the same N rows (a pid with a unique
 index, a due time with a partial index as the participants table has, a JSON
