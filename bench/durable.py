@@ -707,7 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     began = time.perf_counter()
-    checkout = commit()  # the code that runs (compared with the checkout at the end)
+    checkout = commit()
+    code = code_version()  # compared at the end: the store must not change under the run
     n, repeat = (QUICK_N, 1) if args.quick else (args.n, args.repeat)
     ir = compile_project(load_project([args.flow_file])).machines[FLOW]
     folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="flowlang-bench-"))
@@ -726,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
         if any(c.store == "postgres" for c in configs):
             ctx["server"] = start_server()
             settings = server_settings(ctx["server"].url())
-        return run(configs, ctx, repeat, args, began, folder, settings, checkout)
+        return run(configs, ctx, repeat, args, began, folder, settings, checkout, code)
     finally:
         if ctx["server"] is not None:
             stop_server(ctx["server"])
@@ -735,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(configs: list[Config], ctx: dict, repeat: int, args, began: float, folder: Path,
-        settings: dict | None, checkout: str) -> int:
+        settings: dict | None, checkout: str, code: str) -> int:
     n = ctx["n"]
     progress = sys.stderr if sys.stderr.isatty() else None
     best: dict[tuple, dict] = {}
@@ -795,9 +796,9 @@ def run(configs: list[Config], ctx: dict, repeat: int, args, began: float, folde
                                               "filesystem": filesystem(folder)},
               "postgres": settings, "timed_steps_per_participant": steps / n,
               "rows": rows, "checks": checks, "notes": notes}
-    if commit() != checkout:
-        notes.append(f"the checkout changed during the run (at the end: {commit()}): figures "
-                     "may mix versions of the code; run again")
+    if code_version() != code:
+        notes.append(f"flowlang/ changed during the run (now at {commit()}): figures may mix "
+                     "versions of the code; run again")
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
@@ -806,6 +807,22 @@ def run(configs: list[Config], ctx: dict, repeat: int, args, began: float, folde
     for c in failed:
         print(f"CHECK FAILED: {c['config']}: {'; '.join(c['problems'])}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def code_version() -> str:
+    """The content of flowlang/ (the committed tree and any uncommitted changes)."""
+    import hashlib
+    import subprocess
+    try:
+        tree = subprocess.run(["git", "rev-parse", "HEAD:flowlang"], cwd=HERE.parent,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "flowlang"], cwd=HERE.parent,
+                              capture_output=True, text=True, timeout=30).stdout
+        diff += subprocess.run(["git", "status", "--porcelain", "--", "flowlang"], cwd=HERE.parent,
+                               capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return tree + ":" + hashlib.sha1(diff.encode()).hexdigest()
 
 
 def filesystem(folder: Path) -> str:
@@ -876,9 +893,15 @@ def report(result: dict) -> None:
     exp = expected(n)
     print(f"checks (statuses {exp['statuses']}, {exp['steps']:,} steps, each of "
           f"{exp['actions']:,} actions delivered once, nothing left due):")
+    by_config: dict[str, list[dict]] = {}
     for c in result["checks"]:
-        mark = "ok" if c["ok"] else "FAILED: " + "; ".join(c["problems"])
-        print(f"  {c['config']:<32} {c['statuses']} {c['steps']:,} steps, {c['deliveries']:,} "
+        by_config.setdefault(c["config"], []).append(c)
+    for config, runs in by_config.items():
+        failed = [c for c in runs if not c["ok"]]
+        c = failed[0] if failed else runs[0]
+        mark = (f"ok in {len(runs)} run{'s' if len(runs) > 1 else ''}" if not failed else
+                f"FAILED in {len(failed)} of {len(runs)}: " + "; ".join(c["problems"]))
+        print(f"  {config:<32} {c['statuses']} {c['steps']:,} steps, {c['deliveries']:,} "
               f"deliveries  {mark}")
     print()
     print("targets:")
