@@ -62,6 +62,13 @@ def is_database_error(error: BaseException) -> bool:
                for cls in type(error).__mro__)
 
 
+def _raise_database_error(error: Exception, url: str):
+    """Re-raise `error`: a driver's error as one ProjectError line, others as they are."""
+    if not isinstance(error, ProjectError) and is_database_error(error):
+        raise ProjectError(f"database error ({describe_url(url)}): {_one_line(error)}") from None
+    raise error
+
+
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split())
     return text or type(error).__name__
@@ -155,30 +162,14 @@ def read_people(path: str) -> list[Person]:
     return people
 
 
-def _parse_lines(text: str, name: str) -> list[tuple[int, dict]]:
-    """JSON lines read from a stream (stdin), checked like `simulate.read_jsonl`."""
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ProjectError(f"{name}:{number}: not valid JSON: {e.msg}") from None
-        if not isinstance(data, dict):
-            raise ProjectError(f"{name}:{number}: each line must be a JSON object")
-        rows.append((number, data))
-    return rows
-
-
 def read_events(path: str) -> tuple[str, list[tuple[int, dict]]]:
     """Events and lifecycle controls, in file order, from a file or `-` (stdin).
     An event's `at` is a simulation's time: the engine takes events now."""
     from flowlang.runtime.engine import CONTROLS
-    from flowlang.simulate import read_jsonl
+    from flowlang.simulate import parse_jsonl, read_jsonl
 
     if path == "-":
-        name, rows = "<stdin>", _parse_lines(sys.stdin.read(), "<stdin>")
+        name, rows = "<stdin>", parse_jsonl(sys.stdin.read(), "<stdin>")
     else:
         name, rows = path, read_jsonl(path)
     out = []
@@ -697,12 +688,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             summary.flows[record.name] = {"status": record.status, "kind": record.kind,
                                           "statuses": engine.counts(record.name)["statuses"]}
         summary.dead_letters = store.dead_letter_count()
-    except ProjectError:
-        raise
     except Exception as e:
-        if is_database_error(e):
-            raise ProjectError(f"database error ({describe_url(args.db)}): {_one_line(e)}") from None
-        raise
+        _raise_database_error(e, args.db)
     finally:
         if stopper is not None:
             stopper.restore()
@@ -866,12 +853,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         engine = Engine(store)
         with store.reading():  # one consistent snapshot, and no write lock on SQLite
             result = status_report(store, engine, args.flows, args.dead_letters)
-    except ProjectError:
-        raise
     except Exception as e:
-        if is_database_error(e):
-            raise ProjectError(f"database error ({describe_url(args.db)}): {_one_line(e)}") from None
-        raise
+        _raise_database_error(e, args.db)
     finally:
         _close(store)
     if args.format == "json":

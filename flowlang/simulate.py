@@ -84,6 +84,11 @@ def read_jsonl(path: str) -> list[tuple[int, dict]]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+    return parse_jsonl(text, path)
+
+
+def parse_jsonl(text: str, name: str) -> list[tuple[int, dict]]:
+    """(line number, object) per non-blank line; `name` says where in errors."""
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -91,9 +96,9 @@ def read_jsonl(path: str) -> list[tuple[int, dict]]:
         try:
             data = json.loads(line)
         except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{number}: not valid JSON: {e.msg}") from None
+            raise InputError(f"{name}:{number}: not valid JSON: {e.msg}") from None
         if not isinstance(data, dict):
-            raise InputError(f"{path}:{number}: each line must be a JSON object")
+            raise InputError(f"{name}:{number}: each line must be a JSON object")
         rows.append((number, data))
     return rows
 

@@ -80,14 +80,7 @@ def matches(payload: dict, match: dict) -> bool:
     """Does an event's payload fit a pattern's slot values? A value matches a key
     equal to it, or one that holds it (a list, or a dict's keys: `set` of
     `data.changed`); a dotted key reaches into the payload (`set.lifecycle`)."""
-    for key, wanted in match.items():
-        value = field(payload, key.split("."))
-        if value == wanted:
-            continue
-        if isinstance(value, (list, tuple, set, dict)) and wanted in value:
-            continue
-        return False
-    return True
+    return compile_match(match)(payload)
 
 
 def evaluate(node: dict, participant) -> Any:
