@@ -300,6 +300,43 @@ def test_versions_and_flow_records_round_trip(store_factory):
     assert [r.name for r in store.flows()] == ["simple"]
 
 
+def _participants_run_columns(store) -> str:
+    if isinstance(store, SqliteStore):
+        return ", ".join(row[2] for row in store.db.execute("PRAGMA index_info(participants_run)"))
+    found = store.db.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'participants_run'")
+    definition = found.fetchone()[0]
+    store.db.rollback()
+    return definition[definition.index("(") + 1:definition.rindex(")")]
+
+
+def test_a_store_of_schema_1_is_migrated_with_its_data(durable_factory):
+    host = Host(durable_factory, machines(MIX))
+    host.engine.enroll("mix", "ann", {"first_name": "Ann", "score": 3})
+    host.run(hours=30)
+    before = [p.to_json() for p in runs(host.engine, "mix")]
+    store = host.engine.store
+    with store.transaction():  # back to what flowlang wrote before schema 2
+        store._execute("DROP INDEX participants_run")
+        store._execute("CREATE UNIQUE INDEX participants_run ON participants(flow, pid, run)")
+        store._execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    assert _participants_run_columns(store) == "flow, pid, run"
+    host.reopen()
+    store = host.engine.store
+    assert _participants_run_columns(store) == "pid, flow, run"
+    assert store._schema_version() == len(store.migrations) == 2
+    assert [p.to_json() for p in runs(host.engine, "mix")] == before
+
+
+def test_a_store_newer_than_this_flowlang_is_refused(durable_factory):
+    from flowlang.runtime.sqlstore import NotAStore
+    store = durable_factory.open()
+    with store.transaction():
+        store._execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    store.close()
+    with pytest.raises(NotAStore, match="schema version 99, newer than this flowlang knows"):
+        durable_factory.open()
+
+
 def test_participants_keep_everything_across_a_reopen(store_factory):
     host = Host(store_factory, machines(MIX))
     e = host.engine
@@ -389,6 +426,40 @@ def test_outbox_rows_are_claimed_updated_and_cancelled(store_factory):
         assert store.cancel_outbox("simple", 10) == 0
     assert {r.status for r in store.outbox()} == {"cancelled"}
     assert store.sent == 0
+
+
+def test_outbox_rows_changed_since_this_store_wrote_them_are_read_again(durable_factory):
+    """A store delivers the outbox rows it wrote from memory, without reading them
+    back; a row that a rolled-back batch tried, or that another worker tried,
+    is read from the database (its attempts count on)."""
+    host = Host(durable_factory, machines(SIMPLE))
+    engine = host.engine
+
+    class Interrupted(BaseException):
+        pass
+
+    def interrupt(delivery):
+        raise Interrupted
+
+    engine.enroll("simple", "bo", {"first_name": "Bo"})
+    host.handle(interrupt)
+    with pytest.raises(Interrupted):
+        engine.dispatch()  # rolled back, after the row in memory counted an attempt
+    host.handle(host.record)
+    engine.dispatch()
+
+    engine.enroll("simple", "ann", {"first_name": "Ann"})
+    elsewhere = Engine(durable_factory.open(), host.clock, backoff=dt.timedelta(hours=1))
+
+    def down(delivery):
+        raise RuntimeError("down")
+
+    elsewhere.register("*", down)
+    assert elsewhere.dispatch() == 1  # ann's attempt 1 failed there
+    host.clock.advance(dt.timedelta(hours=1))
+    engine.dispatch()
+    assert [(d["participant"], d["attempt"]) for d in host.deliveries] == [("bo", 1), ("ann", 2)]
+    assert engine.store.sent == 2
 
 
 def test_a_failed_transaction_leaves_nothing_behind(durable_factory):
@@ -1044,7 +1115,7 @@ def test_postgres_workers_started_together_migrate_once(postgres_url):
     try:
         assert errors == [] and len(stores) == 4
         rows = stores[0].db.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
-        assert rows == [("schema", "1")]  # and no counter rows until something is sent
+        assert rows == [("schema", str(len(PostgresStore.migrations)))]  # and no counter rows until something is sent
     finally:
         for store in stores:
             store.close()
@@ -1052,7 +1123,8 @@ def test_postgres_workers_started_together_migrate_once(postgres_url):
 
 def _sqlite_columns() -> dict[str, list[str]]:
     db = sqlite3.connect(":memory:")
-    db.executescript(SqliteStore.migrations[-1])
+    for ddl in SqliteStore.migrations:
+        db.executescript(ddl)
     tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
                                            "AND name NOT LIKE 'sqlite_%'")]
     return {t: [c[1] for c in db.execute(f"PRAGMA table_info({t})")] for t in tables}

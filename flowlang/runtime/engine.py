@@ -626,8 +626,15 @@ class Engine:
         """Take many events at once; returns how many had each outcome."""
         outcome: Counter = Counter()
 
+        prefetch = getattr(self.store, "prefetch", None)
+
         def ingest_chunk(chunk) -> Counter:
             counted: Counter = Counter()
+            if prefetch is not None:
+                pids = [e["participant"] for e in chunk if isinstance(e, dict)
+                        and isinstance(e.get("participant"), str)]
+                for record in self.store.flows():
+                    prefetch(record.name, pids)
             for event in chunk:
                 counted[self.ingest(event).split(":")[0]] += 1
             return counted

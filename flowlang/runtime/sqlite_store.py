@@ -41,6 +41,14 @@ CREATE TABLE dead (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, event TEXT NOT N
   reason TEXT NOT NULL, at INTEGER)
 """
 
+#: v2: participants are looked up by person first (an event, an enrolment, the
+#: person's other runs), so the unique index leads with the person; led by the
+#: flow, finding one person's run scanned the flow's part of the index
+SCHEMA_V2 = """
+DROP INDEX participants_run;
+CREATE UNIQUE INDEX participants_run ON participants(pid, flow, run)
+"""
+
 PRAGMAS = (
     # must come first: it only takes on a new file (delivered outbox rows are
     # deleted; `maintain` gives their pages back to the file system)
@@ -55,7 +63,7 @@ PRAGMAS = (
 
 
 class SqliteStore(SqlStore):
-    migrations = (SCHEMA_V1,)
+    migrations = (SCHEMA_V1, SCHEMA_V2)
     retry_errors = (sqlite3.IntegrityError, sqlite3.OperationalError)
 
     def __init__(self, path: str | Path, busy_timeout: float = 60.0, create: bool = True):
