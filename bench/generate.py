@@ -518,7 +518,7 @@ def write_pipeline(project: Project, w: Writer) -> None:
     w.close()
     if rng.random() < 0.5:
         w.open('on lead disqualified where lead.disqualification_reason in ["Timing", "No budget"]')
-        w.open(f'create lead "Follow-up: {{{{ lead.name }}}}"')
+        w.open('create lead "Follow-up: {{ lead.name }}"')
         w.line('type "Follow-up"')
         w.line(f"stage {stages[0]}")
         w.close()

@@ -394,7 +394,6 @@ class FlowCompiler:
         self.settings = _machine_settings(ctx, flow)
         self.assign_ids(flow.steps, "")
         start = self.block(flow.steps, None)
-        vocabulary = ctx.registry.scoped("settings")
         settings = self.settings
         # states in source order (a split's own state before its branches')
         self.states.sort(key=lambda state: (state["span"]["line"], state["span"]["column"]))

@@ -111,7 +111,6 @@ def match(pattern: Pattern, parts: Sequence[n.Node], start: int = 0,
     values: list[n.Node | None] = []
 
     def go(i: int, j: int) -> bool:
-        nonlocal best
         if j == len(pattern.items):
             if i == len(parts):
                 return True

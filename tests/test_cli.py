@@ -38,7 +38,7 @@ def test_errors_exit_one_with_rustc_like_text(tmp_path, capsys):
     path.write_text(BROKEN)
     code, out, _ = run(capsys, "check", str(path))
     assert code == 1
-    assert f"error[FL100]" in out
+    assert "error[FL100]" in out
     assert f"--> {path}:2:8" in out
     assert "  wait three days" in out
     assert "^^^^^" in out

@@ -14,7 +14,6 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import flowlang
 from flowlang import Engine, EngineError, VirtualClock, compile_project, project_from_texts
 from flowlang.runtime.calendar import Calendar
 from flowlang.runtime.expr import compile_expression, evaluate

@@ -1,8 +1,4 @@
 """Suppression comments, the pyproject ignore list, --ignore, and FL001."""
-import os
-
-import pytest
-
 from flowlang import check_project, project_from_texts
 from flowlang.check.suppress import find_config
 from flowlang.cli import main

@@ -4,8 +4,6 @@ whichever file of the project declares them. Each project here is a dict of
 path -> text, declarations and flows in separate files."""
 from __future__ import annotations
 
-import pytest
-
 from flowlang.check import check_project
 from flowlang.project import project_from_texts
 
