@@ -61,19 +61,23 @@ def report(**figures) -> None:
 # ----------------------------------------------------------------------------- 1. kill -9 loop
 
 KILL_PARTICIPANTS = 20_000
-KILLS = 22
+#: the kills planned; the issue asks for at least MIN_KILLS (the delays are
+#: estimated from the progress so far, and a run whose last phase is quicker
+#: than its average can finish before the last planned kill)
+KILLS = 24
+MIN_KILLS = 20
 
 
 @pytest.mark.slow
 def test_a_worker_killed_at_random_moments_loses_nothing(db_url, state):
     """20,000 participants through the reference timeline by a worker that is
-    SIGKILLed 22 times at seeded random moments and restarted each time; then
+    SIGKILLed at least 20 times at seeded random moments and restarted each time; then
     every invariant of `harness.inspect` holds. Duplicates (sent, not yet
     acknowledged when killed) are reported, not forbidden: the sink dedupes."""
     started = time.monotonic()
     at_kills = kill_loop(db_url, state, run_args(KILL_PARTICIPANTS), KILL_PARTICIPANTS,
                          kills=KILLS, seed=7)
-    assert len(at_kills) >= KILLS >= 20, f"the worker finished after only {len(at_kills)} kills"
+    assert len(at_kills) >= MIN_KILLS, f"the worker finished after only {len(at_kills)} kills"
     engine = fresh_engine(db_url)
     found = harness.inspect(engine, state, KILL_PARTICIPANTS)
     report(test="kill loop", url=db_url.split(":")[0], kills=len(at_kills),

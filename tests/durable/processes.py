@@ -135,7 +135,9 @@ def kill_loop(url: str, state: Path, args: tuple, n: int, *, kills: int, seed: i
             delay = rng.uniform(1.0, 3.0) * floor
         else:
             remaining = alive * (1 - done) / done
-            delay = max(floor, rng.uniform(0.2, 1.0) * remaining / (kills - len(at_kills)))
+            # a share of the time left, less than an even share, so that an
+            # estimate a little long still leaves room for the last kills
+            delay = max(floor, rng.uniform(0.2, 1.0) * remaining / (kills - len(at_kills) + 1))
         started = time.monotonic()
         try:
             code = worker.proc.wait(timeout=delay)
