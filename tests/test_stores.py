@@ -462,6 +462,49 @@ def test_outbox_rows_changed_since_this_store_wrote_them_are_read_again(durable_
     assert engine.store.sent == 2
 
 
+TWO_FLOWS = f"""
+link offer "https://acme.example/offer" {{ on click {{ add interest "Offer" }} }}
+flow scorer {{
+  settings {{ {SENDER} }}
+  wait for clicked link offer within 7 days else exit
+  update person {{ increase score by 10 }}
+  complete
+}}
+flow watcher {{
+  settings {{ {SENDER} }}
+  send email "Score" {{ subject "Your score: {{{{ person.score }}}}" }}
+  complete
+}}
+"""
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_a_person_changed_by_one_flow_leaves_the_runs_of_another_as_they_were(
+        store_factory, many):
+    """A run keeps the data it has until its own steps take the person's news (as
+    in memory): the SQL stores, whose runs share the person's data until the two
+    differ, give a run (here a finished one) its own copy when another flow
+    changes the person, also when events come many at a time and the runs were
+    read ahead."""
+    host = Host(store_factory, machines(TWO_FLOWS))
+    engine = host.engine
+    for flow in ("scorer", "watcher"):
+        engine.enroll_many(flow, [(f"p{i}", {"first_name": "Ann", "score": i}) for i in range(4)])
+    assert {host.p("watcher", f"p{i}").status for i in range(4)} == {"completed"}
+    clicks = [{"type": "link.clicked", "participant": f"p{i}", "link": "offer"} for i in (1, 3)]
+    if many:
+        engine.ingest_many(clicks)
+    else:
+        for click in clicks:
+            engine.ingest(click)
+    assert [engine.store.person(f"p{i}")["data"]["score"] for i in range(4)] == [0, 11, 2, 13]
+    assert [host.p("scorer", f"p{i}").data["score"] for i in range(4)] == [0, 11, 2, 13]
+    assert [host.p("watcher", f"p{i}").data["score"] for i in range(4)] == [0, 1, 2, 3]
+    if store_factory.durable:
+        host.reopen()
+        assert [host.p("watcher", f"p{i}").data["score"] for i in range(4)] == [0, 1, 2, 3]
+
+
 def test_a_failed_transaction_leaves_nothing_behind(durable_factory):
     store = durable_factory.open()
     machine = machines(SIMPLE)["simple"]

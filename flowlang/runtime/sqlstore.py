@@ -635,10 +635,10 @@ class SqlStore:
         costs no query per person."""
         with self.transaction():
             flow_id = self._flow_id(flow)
-            wanted = [pid for pid in dict.fromkeys(pids)
-                      if pid not in self._people and pid not in self._no_person]
-            for start in range(0, len(wanted), PREFETCH):
-                part = wanted[start:start + PREFETCH]
+            pids = list(dict.fromkeys(pids))
+            people = [pid for pid in pids if pid not in self._people and pid not in self._no_person]
+            for start in range(0, len(people), PREFETCH):
+                part = people[start:start + PREFETCH]
                 marks = ", ".join("?" * len(part))
                 found = set()
                 for pid, data, memberships in self._rows(
@@ -648,10 +648,15 @@ class SqlStore:
                     self._people[pid] = {"data": _loads(data),
                                          "memberships": _loads(memberships) if memberships else EMPTY}
                 self._no_person.update(pid for pid in part if pid not in found)
-                if flow_id is None:
-                    continue
+            if flow_id is None:
+                return
+            runs = [pid for pid in pids if (flow, pid) not in self._read
+                    and (flow, pid) not in self._saved]
+            for start in range(0, len(runs), PREFETCH):
+                part = runs[start:start + PREFETCH]
+                marks = ", ".join("?" * len(part))
                 for pid in part:
-                    self._read.setdefault((flow, pid), None)
+                    self._read[flow, pid] = None
                 for row in self._rows(f"SELECT {self._COLUMNS} WHERE participants.flow = ? AND "
                                       f"participants.pid IN ({marks}) AND current = 1"
                                       + self.lock_suffix.format(table="participants"),
@@ -866,7 +871,17 @@ class SqlStore:
             self._people_dirty.add(pid)
 
     def _keep_own_data(self, pid: str, data: dict) -> None:
-        flow_ids = [self._flow_id(r.name) for r in self.flows()]
+        flow_ids = []
+        for record in self.flows():
+            key = (record.name, pid)
+            if key in self._saved:
+                continue  # its buffered state is written at commit, data compared then
+            if key in self._read:  # read ahead: no need to ask the database
+                p = self._read[key]
+                if p is not None and (p.data is data or p.data == data):
+                    self.save(p)  # written at commit with the old data as its own
+                continue
+            flow_ids.append(self._flow_id(record.name))
         if not flow_ids:
             return
         marks = ", ".join("?" * len(flow_ids))
