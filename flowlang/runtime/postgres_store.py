@@ -86,6 +86,13 @@ DROP INDEX participants_run;
 CREATE UNIQUE INDEX participants_run ON participants(pid, flow, run)
 """
 
+#: v3: no index of the pending outbox rows by flow: every action paid for it
+#: twice (its row written, then deleted when delivered), and only `end` used it,
+#: to cancel a flow's rows, which it does as well from the due index
+SCHEMA_V3 = """
+DROP INDEX outbox_pending
+"""
+
 
 class DatabaseClock:
     """The database's `now()` as an aware UTC datetime.
@@ -122,7 +129,7 @@ class PostgresStore(SqlStore):
     claim_suffix = " FOR UPDATE OF {table} SKIP LOCKED"
     lock_suffix = " FOR UPDATE OF {table}"
     share_suffix = " FOR SHARE"
-    migrations = (SCHEMA_V1, SCHEMA_V2)
+    migrations = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
     retry_errors = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected,
                     pg_errors.UniqueViolation, pg_errors.LockNotAvailable)
 

@@ -49,6 +49,13 @@ DROP INDEX participants_run;
 CREATE UNIQUE INDEX participants_run ON participants(pid, flow, run)
 """
 
+#: v3: no index of the pending outbox rows by flow: every action paid for it
+#: twice (its row written, then deleted when delivered), and only `end` used it,
+#: to cancel a flow's rows, which it does as well from the due index
+SCHEMA_V3 = """
+DROP INDEX outbox_pending
+"""
+
 PRAGMAS = (
     # must come first: it only takes on a new file (delivered outbox rows are
     # deleted; `maintain` gives their pages back to the file system)
@@ -63,7 +70,7 @@ PRAGMAS = (
 
 
 class SqliteStore(SqlStore):
-    migrations = (SCHEMA_V1, SCHEMA_V2)
+    migrations = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
     retry_errors = (sqlite3.IntegrityError, sqlite3.OperationalError)
 
     def __init__(self, path: str | Path, busy_timeout: float = 60.0, create: bool = True):

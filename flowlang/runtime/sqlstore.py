@@ -813,8 +813,10 @@ class SqlStore:
         with self.transaction():
             self._flush()
             cursor = self._execute(
+                # (the first condition is the due index's: it finds the rows to do)
                 "UPDATE outbox SET status = 'cancelled', data = NULL WHERE id IN (SELECT id FROM "
-                "outbox WHERE flow = ? AND status = 'pending' LIMIT ?)", (flow, limit))
+                "outbox WHERE status IN ('pending', 'sending') AND status = 'pending' AND flow = ? "
+                "LIMIT ?)", (flow, limit))
             return cursor.rowcount
 
     @property
