@@ -516,6 +516,16 @@ def test_a_person_changed_by_one_flow_leaves_the_runs_of_another_as_they_were(
         assert [host.p("watcher", f"p{i}").data["score"] for i in range(4)] == [0, 1, 2, 3]
 
 
+def test_data_json_cannot_hold_is_refused_and_nothing_is_kept(durable_factory):
+    host = Host(durable_factory, machines(SIMPLE))
+    with pytest.raises(TypeError, match="a value of type date cannot be stored"):
+        host.engine.enroll("simple", "ann", {"first_name": "Ann", "born": dt.date(2000, 1, 1)})
+    assert host.p("simple", "ann") is None and host.engine.store.person("ann") is None
+    host.engine.enroll("simple", "bo", {"first_name": "Bo", "id": 2**70, "ratio": float("inf")})
+    host.reopen()
+    assert host.p("simple", "bo").data == {"first_name": "Bo", "id": 2**70, "ratio": float("inf")}
+
+
 def test_a_failed_transaction_leaves_nothing_behind(durable_factory):
     store = durable_factory.open()
     machine = machines(SIMPLE)["simple"]
