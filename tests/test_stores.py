@@ -526,6 +526,24 @@ def test_data_json_cannot_hold_is_refused_and_nothing_is_kept(durable_factory):
     assert host.p("simple", "bo").data == {"first_name": "Bo", "id": 2**70, "ratio": float("inf")}
 
 
+@pytest.mark.parametrize("stale_after", [0, 10**9])
+def test_the_cache_of_unsent_rows_stays_within_its_bound(durable_factory, monkeypatch,
+                                                          stale_after):
+    """Full, the cache forgets rows written long ago (0: every earlier
+    transaction's), or takes no more (10**9: none is old enough)."""
+    from flowlang.runtime import sqlstore
+    monkeypatch.setattr(sqlstore, "UNSENT_CACHE", 4)
+    monkeypatch.setattr(sqlstore, "UNSENT_STALE_AFTER", stale_after)
+    host = Host(durable_factory, machines(SIMPLE))
+    for chunk in range(3):  # rows written but not delivered: the older are forgotten
+        host.engine.enroll_many("simple", [(f"p{chunk}-{i}", {"first_name": "A"}) for i in range(3)])
+        assert len(host.engine.store._unsent) == (3 if stale_after == 0 else min(4, 3 * (chunk + 1)))
+    host.engine.dispatch()  # forgotten rows are read from the database
+    assert sorted(d["participant"] for d in host.deliveries) == sorted(
+        f"p{chunk}-{i}" for chunk in range(3) for i in range(3))
+    assert host.engine.store._unsent == {}
+
+
 def test_a_failed_transaction_leaves_nothing_behind(durable_factory):
     store = durable_factory.open()
     machine = machines(SIMPLE)["simple"]

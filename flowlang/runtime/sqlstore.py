@@ -23,6 +23,7 @@ How it stays fast and safe:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import re
 import uuid
@@ -42,9 +43,12 @@ MICROSECOND = dt.timedelta(microseconds=1)
 SECOND = dt.timedelta(seconds=1)
 #: how many people `prefetch` asks for in one statement
 PREFETCH = 500
-#: outbox rows this process wrote and keeps in memory until they are delivered
-#: (the rows of one enrolment wave of the benchmark, about 60 MB at most)
+#: at most this many outbox rows this process wrote are kept in memory until
+#: they are delivered (about 100 MB)
 UNSENT_CACHE = 250_000
+#: a row still in that cache this many transactions after it was written was
+#: most likely delivered by another worker: it is forgotten when the cache is full
+UNSENT_STALE_AFTER = 1_000
 STATUS_CODE = {name: i for i, name in enumerate(STATUSES)}
 ACTIVE = STATUS_CODE["active"]
 QUEUED = STATUS_CODE["queued"]
@@ -163,8 +167,9 @@ class SqlStore:
         #: outbox rows this process wrote, by key, until delivered: a batch being
         #: delivered needs only their ids and states from the database (a cache:
         #: a row is taken from it only when both say it was never tried)
-        self._unsent: dict[str, OutboxRow] = {}
+        self._unsent: dict[str, tuple[int, OutboxRow]] = {}  # key -> (transaction, row)
         self._unsent_now: list[str] = []
+        self._transactions = 0
         self._reset_buffers()
 
     # ------------------------------------------------------------------ SQL helpers
@@ -283,8 +288,17 @@ class SqlStore:
     def _rollback(self) -> None:
         self.db.rollback()
 
+    def _forget_stale_unsent(self) -> None:
+        """Forget the cached rows written long ago (in insertion order: the oldest
+        first): with several workers, those were delivered by another."""
+        unsent = self._unsent
+        before = self._transactions - UNSENT_STALE_AFTER
+        for key in list(itertools.takewhile(lambda key: unsent[key][0] < before, unsent)):
+            del unsent[key]
+
     def _reset_buffers(self) -> None:
         self._unsent_now = []
+        self._transactions += 1
         #: participants saved in this transaction: (flow, pid) -> participant
         self._saved: dict[tuple[str, str], Participant] = {}
         #: (flow, pid) -> (run, row number) of the participants read in it
@@ -337,11 +351,13 @@ class SqlStore:
                 "INSERT INTO outbox(key, flow, participant, step, action, def, at, data, "
                 "participant_type, attempts, next_attempt, status, error) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            room = UNSENT_CACHE - len(self._unsent)
-            if room > 0:  # the oldest are delivered first: keep those
-                for r in new_rows[:room]:
-                    self._unsent[r.key] = r
-                    self._unsent_now.append(r.key)
+            unsent = self._unsent
+            if len(unsent) + len(new_rows) > UNSENT_CACHE:
+                self._forget_stale_unsent()
+            now = self._transactions
+            for r in new_rows[:UNSENT_CACHE - len(unsent)]:  # the oldest go first: keep those
+                unsent[r.key] = (now, r)
+                self._unsent_now.append(r.key)
         if self._row_updates:
             updates, self._row_updates = list(self._row_updates.values()), {}
             ids = self._outbox_ids
@@ -769,7 +785,8 @@ class SqlStore:
             ids = self._outbox_ids
             unsent = self._unsent
             for row_id, key, attempts, status in rows:
-                cached = unsent.get(key) if not attempts and status == "pending" else None
+                found = unsent.get(key) if not attempts and status == "pending" else None
+                cached = found[1] if found is not None else None
                 # untried in the database and in the cache: as it was written (every
                 # change the engine makes to a row counts an attempt or sets a status,
                 # so a row changed in a transaction that rolled back is read again)
