@@ -87,38 +87,57 @@ class Progress:
     def __init__(self, url: str, state: Path, n: int):
         want = harness.expected(n)
         self.total = n + sum(len(m) for m in want.moves.values()) + len(want.keys)
-        self.url, self.state = url, state
+        self.state = state
+        # opened (and the schema made) before any worker runs; read while one
+        # runs, in read-only transactions (on SQLite those never wait for the
+        # worker's write lock)
+        self.store = open_store(url)
 
     def __call__(self) -> float:
-        store = open_store(self.url)
-        try:
-            done = sum(harness.query(store, f"SELECT COUNT(*) FROM {table}")[0][0]
+        with self.store.reading():
+            done = sum(self.store._rows(f"SELECT COUNT(*) FROM {table}")[0][0]
                        for table in ("participants", "transitions"))
-        finally:
-            store.close()
         return min(1.0, (done + len(harness.read_keys(self.state))) / self.total)
+
+    def close(self) -> None:
+        self.store.close()
 
 
 #: the shortest life a killed worker gets after saying `ready` (seconds), at
 #: first: doubled after each life that committed nothing
 MIN_LIFE = 0.15
+#: how often the kill loop looks at a living worker's progress (seconds)
+POLL = 0.05
+#: the kill points are drawn from progress 0 to this (the run ends at 1)
+LAST_KILL = 0.95
 
 
 def kill_loop(url: str, state: Path, args: tuple, n: int, *, kills: int, seed: int,
               first_crash: str | None = None) -> list[float]:
-    """Run the worker until it finishes, SIGKILLing it `kills` times, each a seeded
-    random delay after it said `ready`; the first life may instead be armed with
-    a crash point. Returns how far the run had got at each kill.
+    """Run the worker until it finishes, SIGKILLing it `kills` times, each when
+    the run has got past a seeded random point of its progress; the first life
+    may instead be armed with a crash point. Returns how far the run had got at
+    each kill.
 
-    The delays are seeded random fractions of the time the run still needs, as
-    estimated from its progress so far, so that the kills spread over the whole
-    run (enrolment, dispatch, the waves of steps, the clicks) whether the store
-    does 20,000 participants in 5 seconds or in 30 (a loaded CI machine)."""
+    The kill points are drawn over the whole run (enrolment, dispatch, the waves
+    of steps, the clicks) as fractions of its progress, not of time, so that
+    every planned kill happens whether the store does 20,000 participants in 5
+    seconds or in 30 (a loaded CI machine), and whichever of its phases are the
+    quick ones. A life lasts at least `floor` seconds after `ready`."""
+    progress = Progress(url, state, n)
+    try:
+        return _kill_loop(url, state, args, progress, kills=kills, seed=seed,
+                          first_crash=first_crash)
+    finally:
+        progress.close()
+
+
+def _kill_loop(url: str, state: Path, args: tuple, progress: Progress, *, kills: int, seed: int,
+               first_crash: str | None) -> list[float]:
     rng = random.Random(seed)
     deadline = time.monotonic() + BUDGET
-    progress = Progress(url, state, n)
+    points = sorted(rng.uniform(0.0, LAST_KILL) for _ in range(kills))
     at_kills: list[float] = []
-    alive = 0.0  # seconds the workers ran after saying `ready`
     floor = MIN_LIFE
     crash = first_crash
     while True:
@@ -131,19 +150,20 @@ def kill_loop(url: str, state: Path, args: tuple, n: int, *, kills: int, seed: i
             worker.expect(0, deadline)
             return at_kills
         done = at_kills[-1] if at_kills else 0.0
-        if done < 0.01:
-            delay = rng.uniform(1.0, 3.0) * floor
-        else:
-            remaining = alive * (1 - done) / done
-            # a share of the time left, less than an even share, so that an
-            # estimate a little long still leaves room for the last kills
-            delay = max(floor, rng.uniform(0.2, 1.0) * remaining / (kills - len(at_kills) + 1))
+        point = points[len(at_kills)]
         started = time.monotonic()
-        try:
-            code = worker.proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
+        code = None
+        while code is None:
+            try:
+                code = worker.proc.wait(timeout=POLL)
+            except subprocess.TimeoutExpired:
+                if time.monotonic() - started >= floor and progress() >= point:
+                    break
+                if time.monotonic() > deadline:
+                    worker.kill()
+                    raise AssertionError(f"worker did not finish in time:\n{worker.stderr()}") from None
+        if code is None:
             worker.kill()
-            alive += time.monotonic() - started
             at_kills.append(round(progress(), 3))
             if at_kills[-1] <= done:
                 # a life too short to commit anything: kills that fast would only
@@ -151,5 +171,5 @@ def kill_loop(url: str, state: Path, args: tuple, n: int, *, kills: int, seed: i
                 floor *= 2
             continue
         worker.proc.stdout.close()
-        assert code == 0, f"worker exited {code}:\n{worker.stderr()}"
+        assert code == 0, f"worker exited {code} after {len(at_kills)} kills:\n{worker.stderr()}"
         return at_kills
