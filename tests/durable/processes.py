@@ -105,11 +105,13 @@ class Progress:
 
 #: the shortest life a killed worker gets after saying `ready` (seconds), at
 #: first: doubled after each life that committed nothing
-MIN_LIFE = 0.15
+MIN_LIFE = 0.05
 #: how often the kill loop looks at a living worker's progress (seconds)
-POLL = 0.05
-#: the kill points are drawn from progress 0 to this (the run ends at 1)
-LAST_KILL = 0.95
+POLL = 0.02
+#: the kill points are drawn from progress 0 to this (the run ends at 1): a
+#: kill lands a little past its point (the poll), and a restarted worker makes
+#: some progress before the next, so the last points need room before the end
+LAST_KILL = 0.9
 
 
 def kill_loop(url: str, state: Path, args: tuple, n: int, *, kills: int, seed: int,
