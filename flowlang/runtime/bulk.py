@@ -50,30 +50,36 @@ def step_many(program: Program, participants: Sequence[Participant], now: dt.dat
     """`[step(program, p, now, None, p.id in explain) for p in participants]`
     (timers firing, no event), with the work shared by those at the same step
     done once."""
-    return [StepResult(run.p, tuple(run.actions), run.p.wake_at, ()) if type(run) is _Run else run
-            for run in _step_runs(program, participants, now, explain)]
+    return _results(_step_runs(program, participants, now, explain))
 
 
 def step_outcomes(program: Program, participants: Sequence[Participant],
                   now: dt.datetime) -> list[Outcome]:
     """`step_many`, as (participant, actions) pairs."""
-    return [(run.p, run.actions) if type(run) is _Run else (run.participant, run.actions)
-            for run in _step_runs(program, participants, now, ())]
+    return _outcomes(_step_runs(program, participants, now, ()))
 
 
 def enter_many(program: Program, participants: Sequence[Participant], now: dt.datetime,
                explain: Collection[str] = ()) -> list[StepResult]:
     """`[enter(program, p, now, p.id in explain) for p in participants]`, the
     group walked together."""
-    return [StepResult(run.p, tuple(run.actions), run.p.wake_at, ()) if type(run) is _Run else run
-            for run in _enter_runs(program, participants, now, explain)]
+    return _results(_enter_runs(program, participants, now, explain))
 
 
 def enter_outcomes(program: Program, participants: Sequence[Participant],
                    now: dt.datetime) -> list[Outcome]:
     """`enter_many`, as (participant, actions) pairs."""
+    return _outcomes(_enter_runs(program, participants, now, ()))
+
+
+def _results(runs: list[_Run | StepResult]) -> list[StepResult]:
+    return [StepResult(run.p, tuple(run.actions), run.p.wake_at, ()) if type(run) is _Run else run
+            for run in runs]
+
+
+def _outcomes(runs: list[_Run | StepResult]) -> list[Outcome]:
     return [(run.p, run.actions) if type(run) is _Run else (run.participant, run.actions)
-            for run in _enter_runs(program, participants, now, ())]
+            for run in runs]
 
 
 def _step_runs(program: Program, participants: Sequence[Participant], now: dt.datetime,

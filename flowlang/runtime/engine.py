@@ -503,11 +503,7 @@ class Engine:
         candidates: list[Participant] = []
         pending: set[str] = set()
         for offer in people:
-            if len(offer) == 2:
-                pid, data = offer
-                memberships = event = None
-            else:
-                pid, data, memberships, event = _offer(*offer)
+            pid, data, memberships, event = _offer(*offer)
             if pid in pending:
                 # the same person twice in a batch: the first must be in the flow
                 # before the second is offered
@@ -770,19 +766,19 @@ class Engine:
                 live = running[p.flow] = record is not None and record.status == "running"
             if live:  # paused: it leaves the index, and resume puts it back
                 awake.append(p)
-        if self.listeners:  # they may act between two participants: one at a time
+        outcomes = None
+        if not self.listeners:  # they may act between two participants: one at a time
+            try:
+                outcomes = self._step_many(awake, now)
+            except Retry:
+                raise
+            except Exception:  # the pure step raised: one at a time, as before bulk
+                outcomes = None
+        if outcomes is None:
             for p in awake:
                 self._save(interp.step(self.program(p.version), p, now, None, p.id in self.explain), p)
-            return len(awake)
-        try:
-            outcomes = self._step_many(awake, now)
-        except Retry:
-            raise
-        except Exception:  # the pure step raised: one at a time, as before bulk
-            for p in awake:
-                self._save(interp.step(self.program(p.version), p, now, None, p.id in self.explain), p)
-            return len(awake)
-        self._save_many(outcomes, awake)
+        else:
+            self._save_many(outcomes, awake)
         return len(awake)
 
     def _step_many(self, due: list[Participant], now: dt.datetime) -> list[bulk.Outcome]:
@@ -838,18 +834,14 @@ class Engine:
         so without the step results they would be given); `before`: the
         participants as they were, for the transition records."""
         save = self.store.save
-        touches = _TOUCHES
+        own_effects = self._own_effects
         for index, (participant, actions) in enumerate(outcomes):
             was = before[index] if before is not None else None
             start = len(was.path) if was is not None and was.run == participant.run else 0
             save(participant, actions, (start, len(participant.path))
                  if len(participant.path) > start else None)
-            if actions:
-                for action in actions:
-                    do = action.do
-                    known = touches.get(id(do))
-                    if known[1] if known is not None and known[0] is do else _touches_person(do):
-                        self._own_effects(action)
+            for action in actions:
+                own_effects(action)
 
     def _own_effects(self, action: interp.Action) -> None:
         """What the engine itself does about an action: the person's record learns

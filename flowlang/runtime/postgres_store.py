@@ -177,6 +177,10 @@ class PostgresStore(SqlStore):
     def _begin(self) -> None:
         """psycopg opens the transaction at the first statement (autocommit off)."""
 
+    def _delete_outbox(self, ids: list[int]) -> None:
+        if ids:  # one statement for the batch
+            self._execute("DELETE FROM outbox WHERE id = ANY(?)", (ids,))
+
     def _lock_schema(self) -> None:
         self._execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
 

@@ -190,17 +190,26 @@ def prerender(do: dict, participant_type: str, data: dict) -> tuple[dict | None,
     """(settings, args) of an action, each rendered if it has templates, else
     None: what a delivery renders before its handler runs, so that a refused
     template never reaches the handler."""
-    found = _TEMPLATED.get(id(do))
-    in_settings, in_args = found[1] if found is not None and found[0] is do else templated(do)
-    return (render_settings(do, participant_type, data) if in_settings else None,
-            render_args(do, participant_type, data) if in_args else None)
+    in_settings, in_args = templated(do)
+    return (_rendered_settings(do, participant_type, data) if in_settings else None,
+            _rendered_args(do, participant_type, data) if in_args else None)
 
 
 def render_settings(do: dict, participant_type: str, data: dict) -> dict:
     """The action's settings with every template setting rendered."""
-    settings = dict(do["settings"])
     if not templated(do)[0]:
-        return settings
+        return dict(do["settings"])
+    return _rendered_settings(do, participant_type, data)
+
+
+def render_args(do: dict, participant_type: str, data: dict) -> list:
+    if not templated(do)[1]:
+        return list(do["args"])
+    return _rendered_args(do, participant_type, data)
+
+
+def _rendered_settings(do: dict, participant_type: str, data: dict) -> dict:
+    settings = dict(do["settings"])
     for name in do["templates"]:
         if name == "$args":
             continue
@@ -213,8 +222,6 @@ def render_settings(do: dict, participant_type: str, data: dict) -> dict:
     return settings
 
 
-def render_args(do: dict, participant_type: str, data: dict) -> list:
-    if not templated(do)[1]:
-        return list(do["args"])
+def _rendered_args(do: dict, participant_type: str, data: dict) -> list:
     return [_renderer_of(a)(participant_type, data) if isinstance(a, str) else a
             for a in do["args"]]

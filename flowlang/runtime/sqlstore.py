@@ -41,7 +41,8 @@ UTC = dt.timezone.utc
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = dt.timedelta(microseconds=1)
 SECOND = dt.timedelta(seconds=1)
-#: how many people `prefetch` asks for in one statement
+#: how many rows a statement asks for by key (`prefetch`'s people and runs,
+#: outbox rows read again)
 PREFETCH = 500
 #: at most this many outbox rows this process wrote are kept in memory until
 #: they are delivered (about 100 MB)
@@ -288,6 +289,10 @@ class SqlStore:
     def _rollback(self) -> None:
         self.db.rollback()
 
+    def _delete_outbox(self, ids: list[int]) -> None:
+        """Delete delivered outbox rows by their numbers."""
+        self._executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+
     def _forget_stale_unsent(self) -> None:
         """Forget the cached rows written long ago (in insertion order: the oldest
         first): with several workers, those were delivered by another."""
@@ -355,21 +360,17 @@ class SqlStore:
             if len(unsent) + len(new_rows) > UNSENT_CACHE:
                 self._forget_stale_unsent()
             now = self._transactions
-            for r in new_rows[:UNSENT_CACHE - len(unsent)]:  # the oldest go first: keep those
+            for r in new_rows[:max(0, UNSENT_CACHE - len(unsent))]:  # the oldest go first: keep those
                 unsent[r.key] = (now, r)
                 self._unsent_now.append(r.key)
         if self._row_updates:
             updates, self._row_updates = list(self._row_updates.values()), {}
             ids = self._outbox_ids
-            sent = [(ids[r.key],) for r in updates if r.status == "sent" and r.key in ids]
+            sent = [ids[r.key] for r in updates if r.status == "sent" and r.key in ids]
             sent_by_key = [(r.key,) for r in updates if r.status == "sent" and r.key not in ids]
             kept = [(r.attempts, to_micros(r.next_attempt), r.status, r.error, r.key)
                     for r in updates if r.status != "sent"]
-            if self.placeholder == "%s":
-                if sent:
-                    self._execute("DELETE FROM outbox WHERE id = ANY(?)", ([i for (i,) in sent],))
-            else:
-                self._executemany("DELETE FROM outbox WHERE id = ?", sent)
+            self._delete_outbox(sent)
             for r in updates:
                 if r.status == "sent":
                     self._unsent.pop(r.key, None)
@@ -780,29 +781,28 @@ class SqlStore:
                 "AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?"
                 + self.claim_suffix.format(table="outbox"),
                 (to_micros(now), limit))
-            out: list = []
-            missing = []
+            out: list = []  # the rows, and at first the numbers of those to read
+            missing = []  # where those are in `out`
             ids = self._outbox_ids
             unsent = self._unsent
             for row_id, key, attempts, status in rows:
-                found = unsent.get(key) if not attempts and status == "pending" else None
-                cached = found[1] if found is not None else None
+                entry = unsent.get(key) if not attempts and status == "pending" else None
                 # untried in the database and in the cache: as it was written (every
                 # change the engine makes to a row counts an attempt or sets a status,
                 # so a row changed in a transaction that rolled back is read again)
-                if cached is not None and not cached.attempts and cached.status == "pending":
+                if entry is not None and not entry[1].attempts and entry[1].status == "pending":
                     ids[key] = row_id
-                    out.append(cached)
+                    out.append(entry[1])
                 else:
                     missing.append(len(out))
                     out.append(row_id)
-            for start in range(0, len(missing), 500):
-                part = [out[i] for i in missing[start:start + 500]]
-                found = {row[0]: self._action(row) for row in self._rows(
+            for start in range(0, len(missing), PREFETCH):
+                places = missing[start:start + PREFETCH]
+                read = {row[0]: self._action(row) for row in self._rows(
                     f"SELECT {self._OUTBOX_COLUMNS} FROM outbox WHERE id IN "
-                    f"({', '.join('?' * len(part))})", part)}
-                for i in missing[start:start + 500]:
-                    out[i] = found[out[i]]
+                    f"({', '.join('?' * len(places))})", [out[i] for i in places])}
+                for i in places:
+                    out[i] = read[out[i]]
             return out
 
     def next_outbox(self) -> dt.datetime | None:
