@@ -133,18 +133,23 @@ def event_updates() -> dict[str, tuple]:
 _MEMBERSHIP_KINDS = frozenset({"selection", "project", "interest"})
 
 
-_TOUCHES: dict[int, tuple[dict, bool]] = {}
-
-
-def _touches_person(do: dict) -> bool:
-    """Does an action change what the engine knows of the person (memberships,
-    fields) or hand the participant over? Computed once per IR action."""
-    cached = _TOUCHES.get(id(do))
+def _person_plan(do: dict) -> tuple:
+    """What an action changes in what the engine knows of the person, worked out
+    once per IR action: (whether it sets fields, its membership changes as
+    (kind, adds, name), the flows it hands the participant over to). All empty:
+    the action does not touch the person."""
+    cached = _PLANS.get(id(do))
     if cached is None or cached[0] is not do:
-        found = bool(do.get("operations")) or any(
-            e["kind"] in _MEMBERSHIP_KINDS or e["verb"] == "hands_over" for e in do.get("effects", ()))
-        cached = _TOUCHES[id(do)] = (do, found)
+        effects = do.get("effects", ())
+        changes = tuple((e["kind"], e["verb"] == "adds", e["target"]) for e in effects
+                        if e["kind"] in _MEMBERSHIP_KINDS and e["verb"] in ("adds", "removes"))
+        handovers = tuple(e["target"] for e in effects
+                          if e["verb"] == "hands_over" and e["kind"] == "flow")
+        cached = _PLANS[id(do)] = (do, (bool(do.get("operations")), changes, handovers))
     return cached[1]
+
+
+_PLANS: dict[int, tuple[dict, tuple]] = {}
 
 
 def unit_of_work(method):
@@ -200,6 +205,8 @@ class Engine:
         #: recursion: flows may hand a participant round a cycle (FL407 warns)
         self._handovers: list[tuple] = []
         self._handing_over = False
+        #: (id of memberships, id of action) -> (memberships, action, after): see `_joined`
+        self._memberships: dict[tuple[int, int], tuple[dict, dict, dict]] = {}
         #: called with every step result (simulations, progress displays)
         self.listeners: list[Callable] = []
         #: participants whose steps carry a trace of why (`simulate --explain`)
@@ -847,25 +854,21 @@ class Engine:
         """What the engine itself does about an action: the person's record learns
         the memberships and fields the flow set, and a hand-over (`add to flow X`)
         offers the participant to flow X."""
-        if not _touches_person(action.do):
+        sets_fields, changes, handovers = _person_plan(action.do)
+        if not (sets_fields or changes or handovers):
             return
         pid = action.participant
-        person = self.store.person(pid)
-        if person is not None:
-            data = {**person["data"], **action.data} if action.do.get("operations") else person["data"]
-            memberships = dict(person["memberships"])
-            for effect in action.do.get("effects", ()):
-                kind = effect["kind"]
-                if kind in ("selection", "project", "interest") and effect["verb"] in ("adds", "removes"):
-                    names = set(memberships.get(kind, ()))
-                    (names.add if effect["verb"] == "adds" else names.discard)(effect["target"])
-                    memberships[kind] = sorted(names)
-            self.store.put_person(pid, {"data": data, "memberships": memberships})
-        for effect in action.do.get("effects", ()):
-            if effect["verb"] == "hands_over" and effect["kind"] == "flow":
-                target = effect["target"]
-                if self.store.flow(target) is not None:
-                    self._handovers.append((target, pid, action))
+        if sets_fields or changes:
+            person = self.store.person(pid)
+            if person is not None:
+                data = {**person["data"], **action.data} if sets_fields else person["data"]
+                memberships = person["memberships"]
+                if changes:
+                    memberships = self._joined(memberships, action.do, changes)
+                self.store.put_person(pid, {"data": data, "memberships": memberships})
+        for target in handovers:
+            if self.store.flow(target) is not None:
+                self._handovers.append((target, pid, action))
         if self._handing_over:
             return  # the outer call works the list off
         self._handing_over = True
@@ -888,6 +891,25 @@ class Engine:
                 self.enroll(target, who)
         finally:
             self._handing_over = False
+
+    def _joined(self, memberships: dict, do: dict, changes: tuple) -> dict:
+        """A person's memberships after an action's changes. People who had the
+        same memberships share the new ones (records are never changed in place),
+        so that a million people added to one selection cost one new record each,
+        not four."""
+        key = (id(memberships), id(do))
+        found = self._memberships.get(key)
+        if found is None or found[0] is not memberships or found[1] is not do:
+            new = dict(memberships)
+            for kind, adds, name in changes:
+                names = set(new.get(kind, ()))
+                (names.add if adds else names.discard)(name)
+                new[kind] = sorted(names)
+            if len(self._memberships) >= 4096:
+                self._memberships.clear()
+            # (the old record and the action are kept alive: their ids stay theirs)
+            found = self._memberships[key] = (memberships, do, new)
+        return found[2]
 
     @batch
     def dispatch(self, stop=None) -> int:

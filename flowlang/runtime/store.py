@@ -114,10 +114,13 @@ class MemoryStore:
         self._buckets: dict[dt.datetime, deque[Participant]] = {}
         self._times: list[dt.datetime] = []
         self._held: dict[str, list[dict]] = {}
-        self._outbox: dict[str, OutboxRow] = {}
-        #: pending rows by the time of their next attempt, like the timers
-        self._attempts: dict[dt.datetime, list[str]] = {}
+        #: rows to deliver, by the time of their next attempt, like the timers (the
+        #: rows themselves: memory needs no look-up by key; an entry whose row has
+        #: moved on, to another time or out of pending, is skipped when popped)
+        self._attempts: dict[dt.datetime, deque[OutboxRow]] = {}
         self._attempt_times: list[dt.datetime] = []
+        #: rows that will not be attempted again (failed, cancelled), kept to be seen
+        self._settled: dict[str, OutboxRow] = {}
         self._dead: list[DeadLetter] = []
         self._people: dict[str, dict] = {}
         #: how many outbox rows were delivered (their rows are not kept)
@@ -176,20 +179,29 @@ class MemoryStore:
         if participant.wake_at is not None and participant.status == "active" and timer_changed:
             self.schedule(participant)
         for row in outbox:
-            self.save_outbox(row)
+            self._queue_attempt(row)
 
     def save_outbox(self, row: OutboxRow) -> None:
         """An outbox row with no participant change (a pipeline handler's action
         for a person who is not a record of the pipeline)."""
-        self._outbox[row.key] = row
         self._queue_attempt(row)
 
     def _queue_attempt(self, row: OutboxRow) -> None:
-        keys = self._attempts.get(row.next_attempt)
-        if keys is None:
-            keys = self._attempts[row.next_attempt] = deque()
+        rows = self._attempts.get(row.next_attempt)
+        if rows is None:
+            rows = self._attempts[row.next_attempt] = deque()
             heapq.heappush(self._attempt_times, row.next_attempt)
-        keys.append(row.key)
+        rows.append(row)
+
+    def _waiting_rows(self) -> Iterator[OutboxRow]:
+        """The rows still to be attempted, each once, in the order of their turns."""
+        seen: set[int] = set()
+        for when in sorted(self._attempts):
+            for row in self._attempts[when]:
+                if (row.next_attempt == when and (row.status == "pending" or row.status == "sending")
+                        and id(row) not in seen):
+                    seen.add(id(row))
+                    yield row
 
     def schedule(self, participant: Participant) -> None:
         """Put a participant (back) into the due-time index at its `wake_at`."""
@@ -262,15 +274,13 @@ class MemoryStore:
         out: list[OutboxRow] = []
         while self._attempt_times and self._attempt_times[0] <= now and len(out) < limit:
             when = self._attempt_times[0]
-            keys = self._attempts[when]
-            chunk = _take(keys, limit - len(out))
-            if not keys:
+            rows = self._attempts[when]
+            chunk = _take(rows, limit - len(out))
+            if not rows:
                 heapq.heappop(self._attempt_times)
                 del self._attempts[when]
-            for key in chunk:
-                row = self._outbox.get(key)
-                if (row is not None and row.next_attempt == when
-                        and (row.status == "pending" or row.status == "sending")):
+            for row in chunk:
+                if row.next_attempt == when and (row.status == "pending" or row.status == "sending"):
                     out.append(row)
         return out
 
@@ -280,32 +290,32 @@ class MemoryStore:
     def update_outbox(self, row: OutboxRow) -> None:
         if row.status == "sent":
             # delivered: memory holds only what is still to do or went wrong
-            self._outbox.pop(row.key, None)
             self.sent += 1
-            return
-        self._outbox[row.key] = row
-        if row.status == "pending" or row.status == "sending":
+        elif row.status == "pending" or row.status == "sending":
             self._queue_attempt(row)
+        else:
+            self._settled[row.key] = row
 
     def outbox(self) -> list[OutboxRow]:
-        return list(self._outbox.values())
+        return [*self._waiting_rows(), *self._settled.values()]
 
     def release_outbox(self, rows: list[OutboxRow]) -> None:
         """Claimed rows a batch did not get to: back to the front of their
         attempt-time buckets, in order."""
         for row in reversed(rows):
-            keys = self._attempts.get(row.next_attempt)
-            if keys is None:
-                keys = self._attempts[row.next_attempt] = deque()
+            rows = self._attempts.get(row.next_attempt)
+            if rows is None:
+                rows = self._attempts[row.next_attempt] = deque()
                 heapq.heappush(self._attempt_times, row.next_attempt)
-            keys.appendleft(row.key)
+            rows.appendleft(row)
 
     def cancel_outbox(self, flow: str, limit: int) -> int:
         """Cancel a flow's undelivered rows (all at once in memory)."""
         cancelled = 0
-        for row in self._outbox.values():
+        for row in list(self._waiting_rows()):
             if row.status == "pending" and row.flow == flow:
                 row.status = "cancelled"
+                self._settled[row.key] = row
                 cancelled += 1
         return cancelled
 
@@ -329,6 +339,6 @@ class MemoryStore:
 
     def outbox_counts(self) -> Counter:
         """(flow, status) -> outbox rows; delivered ones as ("*", "sent")."""
-        counted: Counter = Counter((row.flow, row.status) for row in self._outbox.values())
+        counted: Counter = Counter((row.flow, row.status) for row in self.outbox())
         counted["*", "sent"] = self.sent
         return counted
