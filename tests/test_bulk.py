@@ -328,3 +328,52 @@ def test_rows_already_due_are_delivered_before_those_a_tick_makes(kind, tmp_path
     engine.tick()
     assert delivered[1:] == [("x", "send-email-a", 2), ("x", "send-email-b", 1),
                              ("y", "send-email-b", 1)]
+
+
+HAND_OVER_IN_ONE_BATCH = {"flows.flow": '''
+flow first "First" {
+  wait 1 day
+  add to flow second
+  complete
+}
+
+flow second "Second" {
+  wait 1 day
+  add to selection "Done"
+  complete
+}
+'''}
+
+
+@pytest.mark.parametrize("one_at_a_time", [True, False])
+def test_a_hand_over_sees_the_saves_before_it_and_not_those_after(one_at_a_time):
+    """One tick wakes a person's runs in two flows; the first hands the person
+    over to the second, whose run is still active when that happens (it is
+    saved after): the hand-over is refused, in bulk as one at a time."""
+    machines = compile_project(project_from_texts(HAND_OVER_IN_ONE_BATCH)).machines
+    engine = Engine(MemoryStore(), VirtualClock(START))
+    if one_at_a_time:
+        engine.listeners.append(lambda result: None)
+    for name in ("first", "second"):
+        engine.deploy(machines[name])
+        engine.start(name)
+    engine.enroll("first", "p1", {"first_name": "Ann"})
+    engine.enroll("second", "p1")
+    engine.run_until(START + dt.timedelta(days=2))
+    (second,) = engine.store.participants("second")
+    assert (second.run, second.status) == (1, "completed")
+    assert engine.store.person("p1")["memberships"] == {"selection": ["Done"]}
+
+
+def test_people_given_the_same_memberships_share_them():
+    """A membership change worked out once for everyone who had the same
+    memberships (a million people added to one selection: one new record each)."""
+    machines = compile_project(project_from_texts(HAND_OVER_IN_ONE_BATCH)).machines
+    engine = Engine(MemoryStore(), VirtualClock(START))
+    engine.deploy(machines["second"])
+    engine.start("second")
+    engine.enroll_many("second", [(f"p{i}", {"first_name": "Ann"}) for i in range(5)])
+    engine.run_until(START + dt.timedelta(days=2))
+    records = [engine.store.person(f"p{i}")["memberships"] for i in range(5)]
+    assert records[0] == {"selection": ["Done"]}
+    assert all(record is records[0] for record in records)

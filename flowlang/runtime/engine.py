@@ -53,7 +53,8 @@ class Delivery:
     __slots__ = ("key", "flow", "participant", "step", "action", "data", "at", "attempt",
                  "_do", "_type", "_settings", "_args")
 
-    def __init__(self, action, participant_type: str, attempt: int):
+    def __init__(self, action, participant_type: str, attempt: int,
+                 settings: dict | None = None, args: list | None = None):
         self.key = action.key
         self.flow = action.flow
         self.participant = action.participant
@@ -64,8 +65,8 @@ class Delivery:
         self.attempt = attempt
         self._do = action.do
         self._type = participant_type
-        self._settings = None
-        self._args = None
+        self._settings = settings
+        self._args = args
 
     @property
     def settings(self) -> dict:
@@ -839,16 +840,30 @@ class Engine:
     def _save_many(self, outcomes: list[bulk.Outcome], before: list[Participant] | None = None) -> None:
         """`_save` for each outcome in turn (the bulk paths run without listeners,
         so without the step results they would be given); `before`: the
-        participants as they were, for the transition records."""
-        save = self.store.save
+        participants as they were, for the transition records. The saves go to
+        the store a run at a time, up to each action that touches the person (its
+        effects then see exactly the saves before it, as one at a time)."""
+        save_many = self.store.save_many
         own_effects = self._own_effects
+        touches: dict[int, bool] = {}  # id(IR action) -> does it touch the person (`_person_plan`)
+        saves = []
         for index, (participant, actions) in enumerate(outcomes):
             was = before[index] if before is not None else None
             start = len(was.path) if was is not None and was.run == participant.run else 0
-            save(participant, actions, (start, len(participant.path))
-                 if len(participant.path) > start else None)
+            saves.append((participant, actions, (start, len(participant.path))
+                          if len(participant.path) > start else None))
             for action in actions:
-                own_effects(action)
+                do = action.do
+                touching = touches.get(id(do))
+                if touching is None:
+                    touching = touches[id(do)] = any(_person_plan(do))
+                if touching:
+                    if saves:
+                        save_many(saves)
+                        saves = []
+                    own_effects(action)
+        if saves:
+            save_many(saves)
 
     def _own_effects(self, action: interp.Action) -> None:
         """What the engine itself does about an action: the person's record learns
@@ -969,11 +984,10 @@ class Engine:
         row.attempts += 1
         once = row.status == "sending"
         try:
-            delivery = Delivery(action, row.participant_type, row.attempts)
             # render first: a refused template never runs
-            delivery._settings, delivery._args = prerender(action.do, row.participant_type,
-                                                           action.data)
+            settings, args = prerender(action.do, row.participant_type, action.data)
             if handler is not None:
+                delivery = Delivery(action, row.participant_type, row.attempts, settings, args)
                 if self._caller is not None:
                     self._caller.call(handler, delivery, self.handler_timeout)
                 else:

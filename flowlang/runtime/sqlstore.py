@@ -705,6 +705,13 @@ class SqlStore:
                                         f" LIMIT {int(limit)}"
                                         + self.lock_suffix.format(table="participants"))
 
+    def save_many(self, saves) -> None:
+        """`save` for each (participant, outbox rows, moved) in turn (the writes
+        are batched at commit anyway)."""
+        with self.transaction():
+            for participant, outbox, moved in saves:
+                self.save(participant, outbox, moved)
+
     def save(self, participant: Participant, outbox: Iterable[OutboxRow] = (),
              moved: tuple[int, int] | None = None) -> None:
         with self.transaction():

@@ -70,6 +70,7 @@ class Store(Protocol):
     def participants(self, flow: str) -> Iterator[Participant]: ...
     def save(self, participant: Participant, outbox: Iterable[OutboxRow] = (),
              moved: tuple[int, int] | None = None) -> None: ...
+    def save_many(self, saves: Iterable[tuple[Participant, Iterable[OutboxRow], tuple | None]]) -> None: ...
     def save_outbox(self, row: OutboxRow) -> None: ...
     def archive(self, participant: Participant) -> None: ...
     def finished_runs(self, flow: str) -> Iterator[Participant]: ...
@@ -101,6 +102,22 @@ def _take(queue: deque, count: int) -> list:
     return [popleft() for _ in range(min(count, len(queue)))]
 
 
+class _UnitOfWork:
+    """A memory store's transaction: nothing to commit, only how deep it is."""
+
+    __slots__ = ("depth",)
+
+    def __init__(self):
+        self.depth = 0
+
+    def __enter__(self):
+        self.depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.depth -= 1
+
+
 class MemoryStore:
     """Everything in dicts, a heap for timers (stale entries skipped on pop)."""
 
@@ -125,17 +142,20 @@ class MemoryStore:
         self._people: dict[str, dict] = {}
         #: how many outbox rows were delivered (their rows are not kept)
         self.sent = 0
+        self._unit = _UnitOfWork()
 
     # ------------------------------------------------------------------ transactions
     def transaction(self):
-        """Memory has nothing to commit: a unit of work is just run."""
-        return contextlib.nullcontext()
+        """Memory has nothing to commit: a unit of work is just run (its depth is
+        counted, so that the engine's nested units join the outer one, as in the
+        durable stores)."""
+        return self._unit
 
     def reading(self):
         return contextlib.nullcontext()
 
     def in_transaction(self) -> bool:
-        return False
+        return self._unit.depth > 0
 
     # ------------------------------------------------------------------ versions and flows
     def put_version(self, machine: dict) -> None:
@@ -172,7 +192,9 @@ class MemoryStore:
         """The participant's new state and its outbox rows, together (one
         transaction in the durable stores, with the transition record `moved`:
         the positions in its path it went from and to)."""
-        runs = self._participants.setdefault(participant.flow, {})
+        runs = self._participants.get(participant.flow)
+        if runs is None:
+            runs = self._participants[participant.flow] = {}
         before = runs.get(participant.id)
         runs[participant.id] = participant
         timer_changed = before is None or before.wake_at != participant.wake_at
@@ -180,6 +202,26 @@ class MemoryStore:
             self.schedule(participant)
         for row in outbox:
             self._queue_attempt(row)
+
+    def save_many(self, saves: Iterable[tuple[Participant, Iterable[OutboxRow], tuple | None]]) -> None:
+        """`save` for each (participant, outbox rows, moved) in turn."""
+        participants = self._participants
+        flow = runs = None
+        queue = self._queue_attempt
+        for participant, outbox, _moved in saves:
+            if participant.flow != flow:
+                flow = participant.flow
+                runs = participants.get(flow)
+                if runs is None:
+                    runs = participants[flow] = {}
+            before = runs.get(participant.id)
+            runs[participant.id] = participant
+            wake_at = participant.wake_at
+            if wake_at is not None and participant.status == "active" and (
+                    before is None or before.wake_at != wake_at):
+                self.schedule(participant)
+            for row in outbox:
+                queue(row)
 
     def save_outbox(self, row: OutboxRow) -> None:
         """An outbox row with no participant change (a pipeline handler's action

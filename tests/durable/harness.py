@@ -197,6 +197,13 @@ class MovesMemoryStore(MemoryStore):
             self.moves.setdefault(participant.id, []).append(moved)
         super().save(participant, outbox, moved)
 
+    def save_many(self, saves):
+        saves = list(saves)
+        for participant, _outbox, moved in saves:
+            if moved is not None:
+                self.moves.setdefault(participant.id, []).append(moved)
+        super().save_many(saves)
+
 
 @functools.cache
 def expected(n: int) -> Expected:
