@@ -377,3 +377,30 @@ def test_people_given_the_same_memberships_share_them():
     records = [engine.store.person(f"p{i}")["memberships"] for i in range(5)]
     assert records[0] == {"selection": ["Done"]}
     assert all(record is records[0] for record in records)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_tick_delivers_each_batch_before_it_advances_the_next(kind, tmp_path):
+    """When many timers fire together, the first batch's actions reach the host
+    before the next batch is advanced (not after the whole backlog)."""
+    from flowlang.runtime.sqlite_store import SqliteStore
+    store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "s.db")
+    clock = VirtualClock(START)
+    engine = Engine(store, clock, batch=2)
+    seen = []
+
+    def handler(d) -> None:
+        if d.step.startswith("send-email-b"):
+            with store.reading():
+                waiting = sum(p.step == "wait-1-day" for p in store.participants("twice"))
+            seen.append((d.participant, waiting))
+
+    engine.register("*", handler)
+    machine = compile_project(project_from_texts({"f.flow": RETRIED})).machines["twice"]
+    engine.deploy(machine)
+    engine.start("twice")
+    engine.enroll_many("twice", [(f"p{i}", {"first_name": "X"}) for i in range(6)])
+    engine.tick()
+    clock.advance(dt.timedelta(days=2))
+    engine.tick()
+    assert seen == [("p0", 4), ("p1", 4), ("p2", 2), ("p3", 2), ("p4", 0), ("p5", 0)]
