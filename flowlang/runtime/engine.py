@@ -131,9 +131,6 @@ def event_updates() -> dict[str, tuple]:
     return out
 
 
-_MEMBERSHIP_KINDS = frozenset({"selection", "project", "interest"})
-
-
 def _person_plan(do: dict) -> tuple:
     """What an action changes in what the engine knows of the person, worked out
     once per IR action: (whether it sets fields, its membership changes as
@@ -141,12 +138,10 @@ def _person_plan(do: dict) -> tuple:
     the action does not touch the person."""
     cached = _PLANS.get(id(do))
     if cached is None or cached[0] is not do:
-        effects = do.get("effects", ())
-        changes = tuple((e["kind"], e["verb"] == "adds", e["target"]) for e in effects
-                        if e["kind"] in _MEMBERSHIP_KINDS and e["verb"] in ("adds", "removes"))
-        handovers = tuple(e["target"] for e in effects
+        handovers = tuple(e["target"] for e in do.get("effects", ())
                           if e["verb"] == "hands_over" and e["kind"] == "flow")
-        cached = _PLANS[id(do)] = (do, (bool(do.get("operations")), changes, handovers))
+        cached = _PLANS[id(do)] = (do, (bool(do.get("operations")), interp.membership_changes(do),
+                                        handovers))
     return cached[1]
 
 
@@ -753,15 +748,12 @@ class Engine:
         now = self.clock.now()
         moved = 0
         while stop is None or not stop.is_set():
+            self.dispatch(stop)  # what is due (the last batch's actions) before the next batch
             advanced = self._atomic(self._advance_batch, now)
             if advanced is None:
                 break
             crashpoint("after_commit")
             moved += advanced
-            if stop is None or not stop.is_set():
-                self.dispatch(stop)
-        if stop is None or not stop.is_set():
-            self.dispatch(stop)
         self.moved += moved
         return moved
 
@@ -852,7 +844,6 @@ class Engine:
         effects then see exactly the saves before it, as one at a time)."""
         save_many = self.store.save_many
         own_effects = self._own_effects
-        touches: dict[int, bool] = {}  # id(IR action) -> does it touch the person (`_person_plan`)
         saves = []
         for index, (participant, actions) in enumerate(outcomes):
             was = before[index] if before is not None else None
@@ -860,11 +851,7 @@ class Engine:
             saves.append((participant, actions, (start, len(participant.path))
                           if len(participant.path) > start else None))
             for action in actions:
-                do = action.do
-                touching = touches.get(id(do))
-                if touching is None:
-                    touching = touches[id(do)] = any(_person_plan(do))
-                if touching:
+                if any(_person_plan(action.do)):
                     if saves:
                         save_many(saves)
                         saves = []

@@ -95,10 +95,8 @@ class Program:
         operations, and its membership changes as (kind, adds, target)."""
         found = self._plans.get(id(do))
         if found is None or found[0] is not do:
-            memberships = tuple(
-                (e["kind"], e["verb"] == "adds", e["target"]) for e in do.get("effects", ())
-                if e["kind"] in ("selection", "project", "interest") and e["verb"] in ("adds", "removes"))
-            found = self._plans[id(do)] = (do, (tuple(do.get("operations", ())), memberships))
+            found = self._plans[id(do)] = (do, (tuple(do.get("operations", ())),
+                                                membership_changes(do)))
         return found[1]
 
     def compiled(self, node: dict) -> Callable:
@@ -269,6 +267,14 @@ class _Run:
 
 
 _REST = object()  # a handler's answer when the participant rests where it is
+
+
+def membership_changes(do: dict) -> tuple:
+    """An action's changes to selections, projects and interests, as
+    (kind, adds, name)."""
+    return tuple((e["kind"], e["verb"] == "adds", e["target"]) for e in do.get("effects", ())
+                 if e["kind"] in ("selection", "project", "interest")
+                 and e["verb"] in ("adds", "removes"))
 
 
 def with_memberships(memberships: dict, changes: tuple) -> dict:

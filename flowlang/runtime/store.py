@@ -192,16 +192,7 @@ class MemoryStore:
         """The participant's new state and its outbox rows, together (one
         transaction in the durable stores, with the transition record `moved`:
         the positions in its path it went from and to)."""
-        runs = self._participants.get(participant.flow)
-        if runs is None:
-            runs = self._participants[participant.flow] = {}
-        before = runs.get(participant.id)
-        runs[participant.id] = participant
-        timer_changed = before is None or before.wake_at != participant.wake_at
-        if participant.wake_at is not None and participant.status == "active" and timer_changed:
-            self.schedule(participant)
-        for row in outbox:
-            self._queue_attempt(row)
+        self.save_many(((participant, outbox, moved),))
 
     def save_many(self, saves: Iterable[tuple[Participant, Iterable[OutboxRow], tuple | None]]) -> None:
         """`save` for each (participant, outbox rows, moved) in turn."""

@@ -192,11 +192,6 @@ class MovesMemoryStore(MemoryStore):
         super().__init__()
         self.moves: dict[str, list] = {}
 
-    def save(self, participant, outbox=(), moved=None):
-        if moved is not None:
-            self.moves.setdefault(participant.id, []).append(moved)
-        super().save(participant, outbox, moved)
-
     def save_many(self, saves):
         saves = list(saves)
         for participant, _outbox, moved in saves:
