@@ -323,19 +323,52 @@ def test_a_store_of_schema_1_is_migrated_with_its_data(durable_factory):
     host.engine.enroll("mix", "ann", {"first_name": "Ann", "score": 3})
     host.run(hours=30)
     before = [p.to_json() for p in runs(host.engine, "mix")]
+    counts = host.engine.counts("mix")
     store = host.engine.store
     with store.transaction():  # back to what flowlang wrote before schema 2
         store._execute("DROP INDEX participants_run")
         store._execute("CREATE UNIQUE INDEX participants_run ON participants(flow, pid, run)")
         store._execute("CREATE INDEX outbox_pending ON outbox(flow) WHERE status = 'pending'")
+        # before schema 4, each row held its place's name
+        store._execute("ALTER TABLE participants ADD COLUMN place_name TEXT")
+        store._execute("UPDATE participants SET place_name = "
+                       "(SELECT name FROM places WHERE places.id = participants.place)")
+        store._execute("ALTER TABLE participants DROP COLUMN place")
+        store._execute("ALTER TABLE participants RENAME COLUMN place_name TO place")
+        store._execute("DROP TABLE places")
         store._execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
     assert _participants_run_columns(store) == "flow, pid, run"
     host.reopen()
     store = host.engine.store
     assert _participants_run_columns(store) == "pid, flow, run"
     assert not _has_index(store, "outbox_pending")
-    assert store._schema_version() == len(store.migrations) >= 2
+    assert store._schema_version() == len(store.migrations) >= 4
     assert [p.to_json() for p in runs(host.engine, "mix")] == before
+    assert host.engine.counts("mix") == counts
+    with store.reading():
+        names = {name for (name,) in store._rows("SELECT name FROM places")}
+    assert names == {p["step"] or p["path"][-1] for p in before}
+    host.run(hours=24 * 30)  # and the migrated runs go on to their ends
+    assert {p.status for p in runs(host.engine, "mix")} <= {"completed", "completed_success",
+                                                            "dropout"}
+
+
+def test_a_rollback_forgets_the_ids_it_added(durable_factory):
+    """A name given a number in a transaction that is rolled back loses it (the
+    number may go to another name): the store must not remember it."""
+    store = durable_factory.open()
+    with pytest.raises(ZeroDivisionError):
+        with store.transaction():
+            store._place_id("ghost")
+            1 / 0
+    with store.transaction():
+        real = store._place_id("real")  # on SQLite, the number "ghost" had
+    with store.transaction():
+        ghost = store._place_id("ghost")
+    assert ghost != real
+    assert (store._place_name(real), store._place_name(ghost)) == ("real", "ghost")
+    with store.reading():
+        assert dict(store._rows("SELECT id, name FROM places")) == {real: "real", ghost: "ghost"}
 
 
 def test_a_store_newer_than_this_flowlang_is_refused(durable_factory):

@@ -69,8 +69,28 @@ PRAGMAS = (
 )
 
 
+#: v4: a participant's place (its step, else the last step passed) is a number
+#: into a table of place names: the name was repeated in every row, and was
+#: about an eighth of a waiting participant's bytes. SQLite cannot change a
+#: column's type, so the table is rebuilt (place moves to the end, as on
+#: PostgreSQL, whose migration adds the new column there)
+SCHEMA_V4 = """
+CREATE TABLE places (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+INSERT INTO places(name) SELECT DISTINCT place FROM participants ORDER BY place;
+CREATE TABLE participants_v4 (seq INTEGER PRIMARY KEY, flow INTEGER NOT NULL, pid TEXT NOT NULL,
+  run INTEGER NOT NULL, current INTEGER NOT NULL, status INTEGER NOT NULL, wake INTEGER,
+  state TEXT NOT NULL, place INTEGER NOT NULL);
+INSERT INTO participants_v4(seq, flow, pid, run, current, status, wake, state, place)
+  SELECT seq, flow, pid, run, current, status, wake, state, places.id
+  FROM participants JOIN places ON places.name = participants.place;
+DROP TABLE participants;
+ALTER TABLE participants_v4 RENAME TO participants;
+CREATE UNIQUE INDEX participants_run ON participants(pid, flow, run);
+CREATE INDEX participants_due ON participants(wake) WHERE wake IS NOT NULL
+"""
+
 class SqliteStore(SqlStore):
-    migrations = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
+    migrations = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4)
     retry_errors = (sqlite3.IntegrityError, sqlite3.OperationalError)
 
     def __init__(self, path: str | Path, busy_timeout: float = 60.0, create: bool = True):

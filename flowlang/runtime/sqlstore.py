@@ -155,16 +155,8 @@ class SqlStore:
         self._sent_key = f"sent:{uuid.uuid4().hex[:16]}"
         self._reading = False
         self._failed = False
-        # caches of immutable things (ids never change their meaning)
-        self._flow_ids: dict[str, int] = {}
-        self._flow_names: dict[int, str] = {}
-        self._version_ids: dict[str, int] = {}
-        self._version_hashes: dict[int, str] = {}
-        self._machines: dict[str, dict] = {}
-        self._step_codes: dict[int, dict[str, int]] = {}
-        self._step_ids: dict[int, list[str]] = {}
-        self._defs: dict[int, tuple[dict, int]] = {}  # id(do) -> (do, action_defs id)
-        self._def_bodies: dict[int, dict] = {}
+        self._machines: dict[str, dict] = {}  # by content hash
+        self._forget_ids()
         #: outbox rows this process wrote, by key, until delivered: a batch being
         #: delivered needs only their ids and states from the database (a cache:
         #: a row is taken from it only when both say it was never tried)
@@ -172,6 +164,22 @@ class SqlStore:
         self._unsent_now: list[str] = []
         self._transactions = 0
         self._reset_buffers()
+
+    def _forget_ids(self) -> None:
+        """(Re)start the caches of database ids. A committed id never changes its
+        meaning; one added by a transaction that is then rolled back is taken back
+        and may be given to another name, so a rollback forgets them all (they are
+        read again, a few statements)."""
+        self._flow_ids: dict[str, int] = {}
+        self._flow_names: dict[int, str] = {}
+        self._version_ids: dict[str, int] = {}
+        self._version_hashes: dict[int, str] = {}
+        self._step_codes: dict[int, dict[str, int]] = {}
+        self._step_ids: dict[int, list[str]] = {}
+        self._defs: dict[int, tuple[dict, int]] = {}  # id(do) -> (do, action_defs id)
+        self._def_bodies: dict[int, dict] = {}
+        self._place_ids: dict[str, int] = {}
+        self._place_names: dict[int, str] = {}
 
     # ------------------------------------------------------------------ SQL helpers
     def sql(self, text: str) -> str:
@@ -268,6 +276,7 @@ class SqlStore:
     def _abort(self) -> None:
         for key in self._unsent_now:
             self._unsent.pop(key, None)
+        self._forget_ids()
         self._depth = 0
         self._reading = False
         self._rollback()
@@ -474,10 +483,12 @@ class SqlStore:
         active = p.status == "active"
         if p.wake_at is not None and not active:
             state["w"] = _time(p.wake_at)
-        return (self._flow_id(p.flow), p.id, p.run, STATUS_CODE[p.status], p.place,
+        place = p.place
+        return (self._flow_id(p.flow), p.id, p.run, STATUS_CODE[p.status],
+                self._place_ids.get(place) or self._place_id(place),
                 to_micros(p.wake_at) if active else None, _dumps(state))
 
-    def _participant(self, flow: str, pid: str, run: int, status: int, place: str, wake,
+    def _participant(self, flow: str, pid: str, run: int, status: int, place_id: int, wake,
                      state_text, person: dict | None) -> Participant:
         state = _loads(state_text)
         version_id = state["v"]
@@ -487,7 +498,8 @@ class SqlStore:
                         {k: frozenset(v) for k, v in state["m"].items()} if "m" in state else EMPTY)
         p.status = STATUSES[status]
         p.run = run
-        p.step = None if "s" in state else place
+        p.step = None if "s" in state else (self._place_names.get(place_id)
+                                            or self._place_name(place_id))
         p.entered_at = _from_time(state.get("e"))
         p.arrived_at = _from_time(state["a"]) if "a" in state else p.entered_at
         p.wake_at = from_micros(wake) if wake is not None else _from_time(state.get("w"))
@@ -500,6 +512,30 @@ class SqlStore:
         p.error = state.get("x")
         p.auto_moves = "o" not in state
         return p
+
+    def _place_id(self, name: str) -> int:
+        """The number of a place name, added to the table on first use."""
+        found = self._place_ids.get(name)
+        if found is not None:
+            return found
+        row = self._one("SELECT id FROM places WHERE name = ?", (name,))
+        if row is None:
+            # another worker may add the same name at the same moment
+            row = self._one("INSERT INTO places(name) VALUES (?) ON CONFLICT DO NOTHING "
+                            "RETURNING id", (name,))
+            if row is None:
+                row = self._one("SELECT id FROM places WHERE name = ?", (name,))
+        self._place_ids[name] = row[0]
+        self._place_names[row[0]] = name
+        return row[0]
+
+    def _place_name(self, place_id: int) -> str:
+        found = self._place_names.get(place_id)
+        if found is None:
+            found = self._one("SELECT name FROM places WHERE id = ?", (place_id,))[0]
+            self._place_names[place_id] = found
+            self._place_ids[found] = place_id
+        return found
 
     def _def_id(self, do: dict) -> int:
         cached = self._defs.get(id(do))
@@ -744,10 +780,10 @@ class SqlStore:
             counted: Counter = Counter()
             if flow_id is None:
                 return counted
-            for where, status, number in self._rows(
+            for place_id, status, number in self._rows(
                     "SELECT place, status, COUNT(*) FROM participants WHERE flow = ? "
                     "GROUP BY place, status", (flow_id,)):
-                counted[where, STATUSES[status]] += number
+                counted[self._place_name(place_id), STATUSES[status]] += number
             return counted
 
     def due(self, now: dt.datetime, limit: int) -> list[Participant]:
