@@ -1257,3 +1257,17 @@ def test_postgres_schema_has_the_sqlite_tables_and_columns(pg):
     for table, column in rows:
         found.setdefault(table, []).append(column)
     assert found == _sqlite_columns()
+
+
+def test_a_worker_of_an_older_schema_cannot_write_a_place_name(durable_factory):
+    """Schema 4 keeps places as numbers: a worker of an older flowlang that is
+    still running (the upgrade notes say to stop it) fails instead of writing a
+    step's name where a number belongs."""
+    host = Host(durable_factory, machines(MIX))
+    host.engine.enroll("mix", "ann", {"first_name": "Ann", "score": 3})
+    before = [p.to_json() for p in runs(host.engine, "mix")]
+    store = host.engine.store
+    with pytest.raises(Exception, match="(?i)check constraint|integer"):
+        with store.transaction():
+            store._execute("UPDATE participants SET place = 'a step name'")
+    assert [p.to_json() for p in runs(host.engine, "mix")] == before

@@ -73,13 +73,16 @@ PRAGMAS = (
 #: into a table of place names: the name was repeated in every row, and was
 #: about an eighth of a waiting participant's bytes. SQLite cannot change a
 #: column's type, so the table is rebuilt (place moves to the end, as on
-#: PostgreSQL, whose migration adds the new column there)
+#: PostgreSQL, whose migration adds the new column there). The CHECK keeps a
+#: worker of an older flowlang, still running, from writing a name into it (SQLite
+#: would store the text as it is): its transaction fails instead, as it does on
+#: PostgreSQL, where the column is an integer
 SCHEMA_V4 = """
 CREATE TABLE places (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 INSERT INTO places(name) SELECT DISTINCT place FROM participants ORDER BY place;
 CREATE TABLE participants_v4 (seq INTEGER PRIMARY KEY, flow INTEGER NOT NULL, pid TEXT NOT NULL,
   run INTEGER NOT NULL, current INTEGER NOT NULL, status INTEGER NOT NULL, wake INTEGER,
-  state TEXT NOT NULL, place INTEGER NOT NULL);
+  state TEXT NOT NULL, place INTEGER NOT NULL CHECK (typeof(place) = 'integer'));
 INSERT INTO participants_v4(seq, flow, pid, run, current, status, wake, state, place)
   SELECT seq, flow, pid, run, current, status, wake, state, places.id
   FROM participants JOIN places ON places.name = participants.place;
