@@ -25,3 +25,15 @@ def test_example_parses(number):
     if text is BLOCKS[number]:
         errors = [d for d in check_project(project_from_texts({"doc.flow": text})) if d.is_error]
         assert not errors, errors
+
+
+README = DOC.parent.parent / "README.md"
+
+
+def test_the_readme_example_checks_with_no_diagnostic_at_all():
+    """The first flow a reader sees is clean even under `--strict` (no warning)."""
+    blocks = re.findall(r"```flow\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert blocks
+    for text in blocks:
+        assert not parse_text(text).diagnostics
+        assert list(check_project(project_from_texts({"README.flow": text}))) == []
