@@ -483,9 +483,7 @@ class SqlStore:
         active = p.status == "active"
         if p.wake_at is not None and not active:
             state["w"] = _time(p.wake_at)
-        place = p.place
-        return (self._flow_id(p.flow), p.id, p.run, STATUS_CODE[p.status],
-                self._place_ids.get(place) or self._place_id(place),
+        return (self._flow_id(p.flow), p.id, p.run, STATUS_CODE[p.status], self._place_id(p.place),
                 to_micros(p.wake_at) if active else None, _dumps(state))
 
     def _participant(self, flow: str, pid: str, run: int, status: int, place_id: int, wake,
@@ -498,8 +496,7 @@ class SqlStore:
                         {k: frozenset(v) for k, v in state["m"].items()} if "m" in state else EMPTY)
         p.status = STATUSES[status]
         p.run = run
-        p.step = None if "s" in state else (self._place_names.get(place_id)
-                                            or self._place_name(place_id))
+        p.step = None if "s" in state else self._place_name(place_id)
         p.entered_at = _from_time(state.get("e"))
         p.arrived_at = _from_time(state["a"]) if "a" in state else p.entered_at
         p.wake_at = from_micros(wake) if wake is not None else _from_time(state.get("w"))
@@ -513,21 +510,25 @@ class SqlStore:
         p.auto_moves = "o" not in state
         return p
 
+    def _interned(self, table: str, column: str, value: str) -> int:
+        """The id of the row of `table` whose `column` holds `value`, the row added
+        on first use (another worker may add the same value at the same moment:
+        then its row is the one)."""
+        select = f"SELECT id FROM {table} WHERE {column} = ?"
+        row = self._one(select, (value,))
+        if row is None:
+            row = (self._one(f"INSERT INTO {table}({column}) VALUES (?) ON CONFLICT DO NOTHING "
+                             "RETURNING id", (value,))
+                   or self._one(select, (value,)))
+        return row[0]
+
     def _place_id(self, name: str) -> int:
         """The number of a place name, added to the table on first use."""
         found = self._place_ids.get(name)
-        if found is not None:
-            return found
-        row = self._one("SELECT id FROM places WHERE name = ?", (name,))
-        if row is None:
-            # another worker may add the same name at the same moment
-            row = self._one("INSERT INTO places(name) VALUES (?) ON CONFLICT DO NOTHING "
-                            "RETURNING id", (name,))
-            if row is None:
-                row = self._one("SELECT id FROM places WHERE name = ?", (name,))
-        self._place_ids[name] = row[0]
-        self._place_names[row[0]] = name
-        return row[0]
+        if found is None:
+            found = self._place_ids[name] = self._interned("places", "name", name)
+            self._place_names[found] = name
+        return found
 
     def _place_name(self, place_id: int) -> str:
         found = self._place_names.get(place_id)
@@ -541,17 +542,11 @@ class SqlStore:
         cached = self._defs.get(id(do))
         if cached is not None and cached[0] is do:
             return cached[1]
-        body = json.dumps(do, sort_keys=True, separators=(",", ":"))
-        row = self._one("SELECT id FROM action_defs WHERE body = ?", (body,))
-        if row is None:
-            # another worker may add the same definition at the same moment
-            row = self._one("INSERT INTO action_defs(body) VALUES (?) ON CONFLICT DO NOTHING "
-                            "RETURNING id", (body,))
-            if row is None:
-                row = self._one("SELECT id FROM action_defs WHERE body = ?", (body,))
-        self._defs[id(do)] = (do, row[0])
-        self._def_bodies.setdefault(row[0], do)
-        return row[0]
+        found = self._interned("action_defs", "body",
+                               json.dumps(do, sort_keys=True, separators=(",", ":")))
+        self._defs[id(do)] = (do, found)
+        self._def_bodies.setdefault(found, do)
+        return found
 
     def _def(self, def_id: int) -> dict:
         found = self._def_bodies.get(def_id)

@@ -336,11 +336,11 @@ class MemoryStore:
         """Claimed rows a batch did not get to: back to the front of their
         attempt-time buckets, in order."""
         for row in reversed(rows):
-            rows = self._attempts.get(row.next_attempt)
-            if rows is None:
-                rows = self._attempts[row.next_attempt] = deque()
+            bucket = self._attempts.get(row.next_attempt)
+            if bucket is None:
+                bucket = self._attempts[row.next_attempt] = deque()
                 heapq.heappush(self._attempt_times, row.next_attempt)
-            rows.appendleft(row)
+            bucket.appendleft(row)
 
     def cancel_outbox(self, flow: str, limit: int) -> int:
         """Cancel a flow's undelivered rows (all at once in memory)."""
