@@ -323,6 +323,10 @@ EXPRESSIONS = [
     ({"op": "==", "args": [F("score"), C(None)]}, P({}), True),
     ({"op": "!=", "args": [F("country"), C("NO")]}, P({}), True),
     ({"op": ">", "args": [F("country"), C(5)]}, P({"country": "NO"}), False),  # mixed types: false
+    ({"op": ">", "args": [F("score"), C(2.5)]}, P({"score": 3}), True),  # against a number
+    ({"op": "<", "args": [F("score"), C(2)]}, P({"score": 1.5}), True),
+    ({"op": "<=", "args": [F("flag"), C(1)]}, P({"flag": True}), True),
+    ({"op": ">=", "args": [F("score"), C(5)]}, P({"score": "7"}), False),
     ({"op": "is set", "args": [F("mobile")]}, P({"mobile": ""}), False),
     ({"op": "is set", "args": [F("tags")]}, P({"tags": []}), False),
     ({"op": "is set", "args": [F("tags")]}, P({"tags": ["a"]}), True),

@@ -154,6 +154,41 @@ def test_render_settings_renders_only_template_settings():
         render_settings(do, "person", DATA)
 
 
+PRERENDER_SHAPES = {
+    "nothing": {"settings": {"from": "a@b.example"}, "args": ["X"], "templates": []},
+    "one setting": {"settings": {"subject": "Hi {{ person.first_name }}", "from": "{{ no }}"},
+                    "args": ["{{ no }}"], "templates": ["subject"]},
+    "two settings": {"settings": {"subject": "Hi {{ person.first_name }}",
+                                  "text": "{{ person.company.name | upper }}", "n": 3},
+                     "args": [], "templates": ["subject", "text"]},
+    "a list": {"settings": {"attach": ["a {{ person.first_name }}.pdf", 7]},
+               "args": [], "templates": ["attach"]},
+    "args only": {"settings": {"type": "Call {{ no }}"},
+                  "args": ["Call {{ person.full_name }}", 2], "templates": ["$args"]},
+    "args and a setting": {"settings": {"note": "{{ person.tags[0] }}"},
+                           "args": ["{{ person.first_name }}"], "templates": ["$args", "note"]},
+}
+
+
+@pytest.mark.parametrize("shape", sorted(PRERENDER_SHAPES))
+def test_prerender_plans_render_what_render_settings_and_args_render(shape):
+    from flowlang.runtime.render import prerender, render_args, templated
+    do = copy.deepcopy(PRERENDER_SHAPES[shape])
+    in_settings, in_args = templated(do)
+    for _ in range(2):  # the first call makes the action's plan, the second uses it
+        settings, args = prerender(do, "person", DATA)
+        assert settings == (render_settings(do, "person", DATA) if in_settings else None)
+        assert args == (render_args(do, "person", DATA) if in_args else None)
+    if settings is not None:  # each delivery gets settings of its own to change
+        assert prerender(do, "person", DATA)[0] is not settings
+    hostile = copy.deepcopy(do)
+    for name in hostile["templates"]:
+        if name != "$args" and isinstance(hostile["settings"][name], str):
+            hostile["settings"][name] = "{{ person.__class__ }}"
+            with pytest.raises(RenderError):
+                prerender(hostile, "person", DATA)
+
+
 # ----------------------------------------------------------------------------- through the engine
 
 def flow_text(subject: str) -> str:

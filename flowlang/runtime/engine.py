@@ -168,6 +168,11 @@ def unit_of_work(method):
     return wrapper
 
 
+#: the payload keys that name something (a selection, a link …): strings only
+_NAMING_KEYS_IN_ORDER = ("selection", "project", "form", "link", "email", "stage", "reason")
+_NAMING_KEYS = frozenset(_NAMING_KEYS_IN_ORDER)
+
+
 def _offer(pid: str, data: dict | None = None, memberships: dict | None = None,
            event: dict | None = None) -> tuple:
     """An `enroll_many` entry read as `enroll`'s arguments."""
@@ -195,7 +200,7 @@ class Engine:
         self.handlers: dict[str, Handler] = {}
         self.event_types = event_types if event_types is not None else known_event_types()
         self.event_updates = event_updates()
-        self.event_needs = event_needs()
+        self.event_needs = {kind: tuple(sorted(keys)) for kind, keys in event_needs().items()}
         self._programs: dict[str, interp.Program] = {}
         #: hand-overs (`add to flow X`) still to do, worked off in a loop, not by
         #: recursion: flows may hand a participant round a cycle (FL407 warns)
@@ -603,6 +608,9 @@ class Engine:
         the participant to flows it triggers, or keep it for a paused flow. A
         malformed event or one for an unknown participant goes to the dead letters
         with the reason; nothing is dropped."""
+        return self._ingest(event)
+
+    def _ingest(self, event: dict) -> str:
         problem = self._validate(event)
         if problem is not None:
             self.store.dead_letter(DeadLetter(event, problem, self.clock.now()))
@@ -634,8 +642,9 @@ class Engine:
                         and isinstance(e.get("participant"), str)]
                 for record in self.store.flows():
                     prefetch(record.name, pids)
+            ingest = self._ingest  # (this chunk is the unit of work)
             for event in chunk:
-                counted[self.ingest(event).split(":")[0]] += 1
+                counted[ingest(event).partition(":")[0]] += 1
             return counted
 
         for chunk in _chunks(events, self.batch):
@@ -652,14 +661,15 @@ class Engine:
             return f"unknown event type `{kind}`"
         if not isinstance(event.get("participant"), str) or not event["participant"]:
             return "the event names no `participant`"
-        for key in sorted(self.event_needs.get(kind, ())):
+        for key in self.event_needs.get(kind, ()):
             if key not in event:
                 return f"a {kind} event needs `{key}`"
         if "set" in event and not isinstance(event["set"], dict):
             return "`set` must be an object: {field: value}"
-        for key in ("selection", "project", "form", "link", "email", "stage", "reason"):
-            if key in event and not isinstance(event[key], str):
-                return f"`{key}` must be a string"
+        if not _NAMING_KEYS.isdisjoint(event):
+            for key in _NAMING_KEYS_IN_ORDER:
+                if key in event and not isinstance(event[key], str):
+                    return f"`{key}` must be a string"
         return None
 
     def _remember(self, event: dict) -> None:
@@ -686,7 +696,7 @@ class Engine:
         # event causes in one flow may put it in a flow still to be seen, and the
         # event came before it did
         before = {r.name: self.store.participant(r.name, pid) for r in records[1:]
-                  if r.kind == "flow" and (only is None or r.name == only)}
+                  if r.kind == "flow" and (only is None or r.name == only)} if len(records) > 1 else {}
         for record in records:
             if only is not None and record.name != only:
                 continue
@@ -845,13 +855,18 @@ class Engine:
         save_many = self.store.save_many
         own_effects = self._own_effects
         saves = []
+        touching: dict[int, bool] = {}  # id(IR action) -> does it touch the person? (a
+        # batch's actions come from a few IR actions, alive for the whole call)
         for index, (participant, actions) in enumerate(outcomes):
             was = before[index] if before is not None else None
             start = len(was.path) if was is not None and was.run == participant.run else 0
             saves.append((participant, actions, (start, len(participant.path))
                           if len(participant.path) > start else None))
             for action in actions:
-                if any(_person_plan(action.do)):
+                touches = touching.get(id(action.do))
+                if touches is None:
+                    touches = touching[id(action.do)] = any(_person_plan(action.do))
+                if touches:
                     if saves:
                         save_many(saves)
                         saves = []

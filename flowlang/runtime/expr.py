@@ -140,6 +140,19 @@ def compile_expression(node: dict):
         order = _ORDER.get(op)
         if order is None:
             return lambda p: _compare(op, a(p), b(p))
+        right = node["args"][1]
+        if "const" in right and type(right["const"]) in (int, float) and right.get("type") != "date":
+            # `score >= 50`, the commonest test: a number against a number needs
+            # none of `ordered`'s checks
+            y = right["const"]
+
+            def against_number(p):
+                x = a(p)
+                if type(x) is int or type(x) is float:
+                    return order(x, y)
+                return ordered(p)
+        else:
+            against_number = None
 
         def ordered(p):
             # `_compare` for <, <=, >, >=, with its date handling only for dates
@@ -153,7 +166,7 @@ def compile_expression(node: dict):
                 return order(x, y)
             except TypeError:
                 return False
-        return ordered
+        return against_number or ordered
     if "field" in node:
         path = tuple(node["field"])
         if len(path) == 1:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import attrs
 
@@ -53,8 +53,9 @@ class Action:
         return self.do["settings"]
 
 
-@attrs.frozen
-class StepResult:
+class StepResult(NamedTuple):
+    """What a step did. (A named tuple: a frozen attrs class pays for every field
+    on every creation, and there is one result per event.)"""
     participant: Participant
     actions: tuple[Action, ...]
     wake_at: dt.datetime | None

@@ -173,26 +173,72 @@ def _renderer_of(template: str) -> Renderer:
 
 
 def templated(do: dict) -> tuple[bool, bool]:
-    """Does an action have templates in its settings, in its arguments? (Worked
-    out once per IR action: which of its parts are templates does not change;
-    their text is read at each render.)"""
-    found = _TEMPLATED.get(id(do))
-    if found is None or found[0] is not do:
-        names = do.get("templates", ())
-        found = _TEMPLATED[id(do)] = (do, (any(n != "$args" for n in names), "$args" in names))
-    return found[1]
+    """Does an action have templates in its settings, in its arguments?"""
+    names = do.get("templates", ())
+    return any(n != "$args" for n in names), "$args" in names
 
 
-_TEMPLATED: dict[int, tuple[dict, tuple[bool, bool]]] = {}
+Prerender = Callable[[str, dict], tuple]
 
 
 def prerender(do: dict, participant_type: str, data: dict) -> tuple[dict | None, list | None]:
     """(settings, args) of an action, each rendered if it has templates, else
     None: what a delivery renders before its handler runs, so that a refused
     template never reaches the handler."""
+    found = _PRERENDERS.get(id(do))
+    if found is None or found[0] is not do:
+        if len(_PRERENDERS) >= 4096:
+            _PRERENDERS.clear()
+        # (the action is kept alive with its plan: its id stays its own)
+        found = _PRERENDERS[id(do)] = (do, _prerenderer(do))
+    return found[1](participant_type, data)
+
+
+#: id(IR action) -> (the action, its prerender plan); actions are few, deliveries many
+_PRERENDERS: dict[int, tuple[dict, Prerender]] = {}
+
+
+def _prerenderer(do: dict) -> Prerender:
+    """`prerender` for one IR action, its look-ups done once: which settings are
+    templates, and each template's renderer. (IR actions are never changed in
+    place: a new version is a new action.)"""
     in_settings, in_args = templated(do)
-    return (_rendered_settings(do, participant_type, data) if in_settings else None,
+    if not in_settings and not in_args:
+        return _nothing_to_render
+    names = [n for n in do["templates"] if n != "$args"]
+    base = do["settings"]
+    if in_args and not in_settings:
+        # templates in the arguments only (a follow-up's title)
+        parts = [(_renderer_of(a) if isinstance(a, str) else None, a) for a in do["args"]]
+        return lambda participant_type, data: (
+            None, [a if render is None else render(participant_type, data) for render, a in parts])
+    if in_args or any(not isinstance(base.get(n), str) for n in names):
+        # lists of templates, or templates in settings and arguments: the general way
+        return lambda participant_type, data: (
+            _rendered_settings(do, participant_type, data) if in_settings else None,
             _rendered_args(do, participant_type, data) if in_args else None)
+    if len(names) == 1:
+        # the commonest shape: one template among the settings (a subject, a text)
+        name = names[0]
+        render = _renderer_of(base[name])
+
+        def one(participant_type: str, data: dict) -> tuple:
+            settings = base.copy()
+            settings[name] = render(participant_type, data)
+            return settings, None
+        return one
+    renders = [(n, _renderer_of(base[n])) for n in names]
+
+    def many(participant_type: str, data: dict) -> tuple:
+        settings = base.copy()
+        for n, render in renders:
+            settings[n] = render(participant_type, data)
+        return settings, None
+    return many
+
+
+def _nothing_to_render(participant_type: str, data: dict) -> tuple:
+    return None, None
 
 
 def render_settings(do: dict, participant_type: str, data: dict) -> dict:

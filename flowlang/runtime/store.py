@@ -198,7 +198,10 @@ class MemoryStore:
         """`save` for each (participant, outbox rows, moved) in turn."""
         participants = self._participants
         flow = runs = None
-        queue = self._queue_attempt
+        # those saved together mostly wake together and act at the same time: the
+        # last bucket of each kind is kept at hand (`schedule` and `_queue_attempt`,
+        # inline: this runs once per participant and row)
+        woken = sleepers = attempted = attempts = None
         for participant, outbox, _moved in saves:
             if participant.flow != flow:
                 flow = participant.flow
@@ -210,9 +213,22 @@ class MemoryStore:
             wake_at = participant.wake_at
             if wake_at is not None and participant.status == "active" and (
                     before is None or before.wake_at != wake_at):
-                self.schedule(participant)
+                if wake_at != woken:
+                    woken = wake_at
+                    sleepers = self._buckets.get(wake_at)
+                    if sleepers is None:
+                        sleepers = self._buckets[wake_at] = deque()
+                        heapq.heappush(self._times, wake_at)
+                sleepers.append(participant)
             for row in outbox:
-                queue(row)
+                when = row.next_attempt
+                if when != attempted:
+                    attempted = when
+                    attempts = self._attempts.get(when)
+                    if attempts is None:
+                        attempts = self._attempts[when] = deque()
+                        heapq.heappush(self._attempt_times, when)
+                attempts.append(row)
 
     def save_outbox(self, row: OutboxRow) -> None:
         """An outbox row with no participant change (a pipeline handler's action

@@ -134,7 +134,7 @@ class NoOutboxEngine(Engine):
 
     def _save(self, result, before=None) -> None:
         self._unsent.extend(result.actions)
-        super()._save(attrs.evolve(result, actions=()), before)
+        super()._save(result._replace(actions=()), before)
         for action in result.actions:
             self._own_effects(action)
 
