@@ -94,6 +94,9 @@ def test_bulk_steps_give_what_single_steps_give(project, flow):
         [seen(r) for r in singles]
     assert [said(*outcome) for outcome in bulk.enter_outcomes(program, people, START)] == \
         [said(r.participant, r.actions) for r in singles]
+    assert [said(*outcome) for outcome in bulk.enter_outcomes(
+        program, [p.copy() for p in people], START, own=True)] == \
+        [said(r.participant, r.actions) for r in singles]
     current = [r.participant for r in singles]
     now = START
     for _ in range(25):
@@ -234,6 +237,21 @@ def drive(seed: int, *, one_at_a_time: bool, store: MemoryStore) -> list:
 @pytest.mark.parametrize("seed", range(40))
 def test_bulk_engine_does_what_one_at_a_time_does(seed):
     expected = drive(seed, one_at_a_time=True, store=MemoryStore())
+    assert drive(seed, one_at_a_time=False, store=MemoryStore()) == expected
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_bulk_enrolment_that_fails_is_done_again_one_at_a_time(seed, monkeypatch):
+    """The engine's candidates enter in bulk without copies, so a walk that
+    fails half-way has changed them: the one-at-a-time route must start again
+    from the people, not from what the walk left."""
+    expected = drive(seed, one_at_a_time=True, store=MemoryStore())
+    real = bulk.enter_outcomes
+
+    def walk_then_fail(program, participants, now, own=False):
+        real(program, participants, now, own=own)
+        raise RuntimeError("a bug in the bulk walk")
+    monkeypatch.setattr(bulk, "enter_outcomes", walk_then_fail)
     assert drive(seed, one_at_a_time=False, store=MemoryStore()) == expected
 
 

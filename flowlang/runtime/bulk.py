@@ -67,9 +67,11 @@ def enter_many(program: Program, participants: Sequence[Participant], now: dt.da
 
 
 def enter_outcomes(program: Program, participants: Sequence[Participant],
-                   now: dt.datetime) -> list[Outcome]:
-    """`enter_many`, as (participant, actions) pairs."""
-    return _outcomes(_enter_runs(program, participants, now, ()))
+                   now: dt.datetime, own: bool = False) -> list[Outcome]:
+    """`enter_many`, as (participant, actions) pairs. `own`: the participants
+    are the caller's to give away (made for this call, and kept by no one): they
+    are entered as they are, not copied."""
+    return _outcomes(_enter_runs(program, participants, now, (), own))
 
 
 def _results(runs: list[_Run | StepResult]) -> list[StepResult]:
@@ -117,7 +119,7 @@ def _step_runs(program: Program, participants: Sequence[Participant], now: dt.da
 
 
 def _enter_runs(program: Program, participants: Sequence[Participant], now: dt.datetime,
-                explain: Collection[str]) -> list[_Run | StepResult]:
+                explain: Collection[str], own: bool = False) -> list[_Run | StepResult]:
     runs: list[_Run | StepResult] = []
     walkers: list[_Run] = []
     version = program.version
@@ -126,7 +128,7 @@ def _enter_runs(program: Program, participants: Sequence[Participant], now: dt.d
         if explain and q.id in explain:
             runs.append(enter(program, q, now, True))
             continue
-        p = q.copy()
+        p = q if own else q.copy()
         p.status = "active"
         p.version = version
         p.entered_at = now

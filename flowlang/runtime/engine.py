@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections import Counter
+from itertools import repeat
 from typing import Callable
 
 import attrs
@@ -171,6 +172,14 @@ def unit_of_work(method):
 #: the payload keys that name something (a selection, a link …): strings only
 _NAMING_KEYS_IN_ORDER = ("selection", "project", "form", "link", "email", "stage", "reason")
 _NAMING_KEYS = frozenset(_NAMING_KEYS_IN_ORDER)
+
+
+def _candidate(flow: str, version: str, pid: str, person: dict) -> Participant:
+    """A person offered to a flow, as a participant about to enter. It shares the
+    person's data dict: both are copy-on-write."""
+    memberships = person["memberships"]
+    return Participant(pid, flow, version, person["data"],
+                       {k: frozenset(v) for k, v in memberships.items()} if memberships else EMPTY)
 
 
 def _offer(pid: str, data: dict | None = None, memberships: dict | None = None,
@@ -456,10 +465,7 @@ class Engine:
             return Admission(False, "refused", "already in the flow")
         if existing is not None and program.trigger.get("once_per_person"):
             return Admission(False, "refused", "once per person: already ran this flow")
-        # the participant shares the person's data dict: both are copy-on-write
-        memberships = person["memberships"]
-        candidate = Participant(pid, flow, program.version, person["data"],
-                                {k: frozenset(v) for k, v in memberships.items()} if memberships else EMPTY)
+        candidate = _candidate(flow, program.version, pid, person)
         if not interp.admits(program, candidate, event):
             return Admission(False, "refused", "the trigger's filter or exclusion keeps it out")
         if existing is not None:
@@ -511,7 +517,10 @@ class Engine:
         candidates: list[Participant] = []
         pending: set[str] = set()
         for offer in people:
-            pid, data, memberships, event = _offer(*offer)
+            if len(offer) == 2:
+                (pid, data), memberships, event = offer, None, None
+            else:
+                pid, data, memberships, event = _offer(*offer)
             if pid in pending:
                 # the same person twice in a batch: the first must be in the flow
                 # before the second is offered
@@ -524,10 +533,7 @@ class Engine:
                                          and existing.status == "dropout"):
                 outcome["refused"] += 1
                 continue
-            memberships = person["memberships"]
-            candidate = Participant(pid, flow, version, person["data"],
-                                    {k: frozenset(v) for k, v in memberships.items()}
-                                    if memberships else EMPTY)
+            candidate = _candidate(flow, version, pid, person)
             if (event is not None or not open_door) and not interp.admits(program, candidate, event):
                 outcome["refused"] += 1
                 continue
@@ -544,12 +550,17 @@ class Engine:
             return
         now = self.clock.now()
         try:
-            outcomes = bulk.enter_outcomes(program, candidates, now)
+            # the candidates are the engine's own, made for this: no copies
+            outcomes = bulk.enter_outcomes(program, candidates, now, own=True)
         except Retry:
             raise
         except Exception:  # one at a time: what is saved before it fails is as before
             for p in candidates:
-                self._save(interp.enter(program, p, now, p.id in self.explain))
+                # the walk may have changed it: made again from the person's record
+                # (which only the saves change)
+                again = _candidate(p.flow, p.version, p.id, self.store.person(p.id))
+                again.run = p.run
+                self._save(interp.enter(program, again, now, p.id in self.explain))
             return
         self._save_many(outcomes)
 
@@ -857,8 +868,7 @@ class Engine:
         saves = []
         touching: dict[int, bool] = {}  # id(IR action) -> does it touch the person? (a
         # batch's actions come from a few IR actions, alive for the whole call)
-        for index, (participant, actions) in enumerate(outcomes):
-            was = before[index] if before is not None else None
+        for (participant, actions), was in zip(outcomes, before if before is not None else repeat(None)):
             start = len(was.path) if was is not None and was.run == participant.run else 0
             saves.append((participant, actions, (start, len(participant.path))
                           if len(participant.path) > start else None))
