@@ -903,8 +903,8 @@ class Engine:
         for target in handovers:
             if self.store.flow(target) is not None:
                 self._handovers.append((target, pid, action))
-        if self._handing_over:
-            return  # the outer call works the list off
+        if self._handing_over or not self._handovers:
+            return  # the outer call works the list off; or nothing to hand over
         self._handing_over = True
         try:
             done = 0
