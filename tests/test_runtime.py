@@ -628,6 +628,22 @@ def test_good_events_are_not_dead_letters():
     assert host.p("simple", "a").history[-1] == ("email.opened", {"email": "Hello"})
 
 
+def test_an_event_that_sets_fields_and_changes_a_membership_does_both():
+    """On the participant and in the directory of people alike (each used to keep
+    only one of the two)."""
+    host = Host(SIMPLE)
+    host.engine.enroll("simple", "a", {"first_name": "Ann", "score": 1})
+    assert host.engine.ingest({"type": "selection.added", "participant": "a", "selection": "VIP",
+                               "set": {"score": 7}}) == "applied"
+    p = host.p("simple", "a")
+    assert p.data["score"] == 7 and p.member_of("selection") == {"VIP"}
+    person = host.engine.store.person("a")
+    assert person["data"] == {"first_name": "Ann", "score": 7}
+    assert person["memberships"] == {"selection": ["VIP"]}
+    host.engine.ingest({"type": "email.opened", "participant": "a", "email": "Hello"})
+    assert host.engine.store.person("a") == person  # an event that changes nothing in it
+
+
 def test_a_membership_event_without_its_name_is_a_dead_letter():
     host = Host(SIMPLE)
     host.engine.enroll("simple", "a", {"first_name": "Ann"})

@@ -685,19 +685,24 @@ class Engine:
 
     def _remember(self, event: dict) -> None:
         """Keep the directory of people up to date with data and memberships."""
+        kind = event["type"]
+        changes = event.get("set")
+        sets = isinstance(changes, dict)
+        joins = kind in interp.MEMBERSHIP_EVENTS
+        if not (sets or joins):
+            return  # (most events: nothing to look up)
         pid = event["participant"]
         person = self.store.person(pid)
         if person is None:
             return
-        kind = event["type"]
-        if isinstance(event.get("set"), dict):
-            self.store.put_person(pid, {**person, "data": {**person["data"], **event["set"]}})
-        if kind in ("selection.added", "selection.removed", "project.added", "project.removed"):
+        if sets:
+            person = {**person, "data": {**person["data"], **changes}}
+        if joins:  # (after the data: an event may do both, as on the participant)
             group, verb = kind.split(".")
             names = set(person["memberships"].get(group, ()))
             (names.add if verb == "added" else names.discard)(event[group])
-            self.store.put_person(pid, {**person, "memberships": {**person["memberships"],
-                                                                   group: sorted(names)}})
+            person = {**person, "memberships": {**person["memberships"], group: sorted(names)}}
+        self.store.put_person(pid, person)
 
     def _route(self, event: dict, only: str | None = None) -> bool:
         pid = event["participant"]
@@ -976,15 +981,20 @@ class Engine:
         rows = self.store.outbox_due(now, self.batch)
         handled = 0
         once: list[OutboxRow] = []
+        plain: list[OutboxRow] = []  # rows delivered as they come, gathered in order
         for row in rows:
             handled += 1
             if row.status == "sending":
+                self._deliver_each(plain, now)
+                plain = []
                 row.status = "failed"
                 row.error = ("the worker stopped while delivering it; at most once: not "
                              "sent again, and whether it reached the host is unknown")
                 self.store.update_outbox(row)
                 self.store.dead_letter(_action_letter(row, now))
             elif row.do.get("delivery") == "at most once":
+                self._deliver_each(plain, now)
+                plain = []
                 row.status = "sending"
                 row.next_attempt = now + SENDING_LEASE
                 self.store.update_outbox(row)
@@ -992,39 +1002,49 @@ class Engine:
                 self.store.release_outbox(rows[handled:])
                 break
             else:
-                self._deliver(row, now)
+                plain.append(row)
+        self._deliver_each(plain, now)
         if rows:
             crashpoint("before_ack")
         return handled, once
 
     def _deliver(self, row: OutboxRow, now: dt.datetime) -> None:
-        action = row
-        handler = self.handlers.get(action.action) or self.handlers.get("*")
-        row.attempts += 1
-        once = row.status == "sending"
-        try:
-            # render first: a refused template never runs
-            settings, args = prerender(action.do, row.participant_type, action.data)
-            if handler is not None:
-                delivery = Delivery(action, row.participant_type, row.attempts, settings, args)
-                if self._caller is not None:
-                    self._caller.call(handler, delivery, self.handler_timeout)
+        self._deliver_each((row,), now)
+
+    def _deliver_each(self, rows, now: dt.datetime) -> None:
+        """Hand each row to its handler, in order; a failure is retried later,
+        or, after the last attempt (or at most once), fails the participant."""
+        handlers = self.handlers
+        caller = self._caller
+        update = self.store.update_outbox
+        for row in rows:
+            handler = handlers.get(row.action) or handlers.get("*")
+            row.attempts += 1
+            try:
+                # render first: a refused template never runs
+                settings, args = prerender(row.do, row.participant_type, row.data)
+                if handler is not None:
+                    delivery = Delivery(row, row.participant_type, row.attempts, settings, args)
+                    if caller is not None:
+                        caller.call(handler, delivery, self.handler_timeout)
+                    else:
+                        handler(delivery)
+                    crashpoint("after_send")
+            except Exception as e:  # a handler's failure is data: retried, then kept
+                row.error = f"{type(e).__name__}: {e}" if not isinstance(e, RenderError) else str(e)
+                # (`sending`: an at-most-once row, marked so before its attempt)
+                if row.attempts >= self.max_attempts or isinstance(e, RenderError) \
+                        or row.status == "sending":
+                    row.status = "failed"
+                    self._fail(row, row.error)
+                    self.store.dead_letter(_action_letter(row, now))
                 else:
-                    handler(delivery)
-                crashpoint("after_send")
-        except Exception as e:  # a handler's failure is data: retried, then kept
-            row.error = f"{type(e).__name__}: {e}" if not isinstance(e, RenderError) else str(e)
-            if row.attempts >= self.max_attempts or isinstance(e, RenderError) or once:
-                row.status = "failed"
-                self._fail(action, row.error)
-                self.store.dead_letter(_action_letter(row, now))
-            else:
-                row.next_attempt = now + self.backoff * (2 ** (row.attempts - 1))
-            self.store.update_outbox(row)
-            return
-        row.status = "sent"
-        row.error = None
-        self.store.update_outbox(row)
+                    row.next_attempt = now + self.backoff * (2 ** (row.attempts - 1))
+                update(row)
+                continue
+            row.status = "sent"
+            row.error = None
+            update(row)
 
     def _fail(self, action, error: str) -> None:
         p = self.store.participant(action.flow, action.participant)

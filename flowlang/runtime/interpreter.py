@@ -420,6 +420,11 @@ _ARRIVE: dict[str, Callable] = {
 
 # ---------------------------------------------------------------------- events
 
+#: the events that change a membership: (selection | project).(added | removed)
+MEMBERSHIP_EVENTS = frozenset({"selection.added", "selection.removed", "project.added",
+                               "project.removed"})
+
+
 def apply_event(p: Participant, event: dict) -> None:
     """What an event changes in the participant's own record (on a copy)."""
     kind = event["type"]
@@ -427,7 +432,7 @@ def apply_event(p: Participant, event: dict) -> None:
     p.history = p.history + ((kind, payload),)
     if isinstance(event.get("set"), dict):  # data.changed, and events that update fields
         p.data = {**p.data, **event["set"]}
-    elif kind in ("selection.added", "selection.removed", "project.added", "project.removed"):
+    if kind in MEMBERSHIP_EVENTS:
         group, verb = kind.split(".")
         names = set(p.member_of(group))
         (names.add if verb == "added" else names.discard)(event.get(group))
@@ -462,10 +467,11 @@ def step(program: Program, participant: Participant, now: dt.datetime,
         apply_event(p, event)
         if run.explain:
             run.note(f"event {event['type']}")
-        if run.check_exclusion() or run.check_success():
+        if (program.exclude and run.check_exclusion()) or (
+                program.success is not None and run.check_success()):
             return StepResult(p, tuple(run.actions), p.wake_at, tuple(run.trace))
         kind = state["kind"]
-        if kind == "wait_for" and program.test(state["condition"], p):
+        if kind == "wait_for" and program.compiled(state["condition"])(p):
             if run.explain:
                 run.note(f"{state['id']}: the condition holds")
             p.wake_at = None
