@@ -790,15 +790,12 @@ class Engine:
         due = self.store.due(now, self.batch)
         if not due:
             return None
-        running: dict[str, bool] = {}
-        awake = []
-        for p in due:
-            live = running.get(p.flow)
-            if live is None:
-                record = self.store.flow(p.flow)
-                live = running[p.flow] = record is not None and record.status == "running"
-            if live:  # paused: it leaves the index, and resume puts it back
-                awake.append(p)
+        running = {}
+        for flow in {p.flow for p in due}:
+            record = self.store.flow(flow)
+            running[flow] = record is not None and record.status == "running"
+        # paused: those due leave the index, and resume puts them back
+        awake = due if all(running.values()) else [p for p in due if running[p.flow]]
         outcomes = None
         if not self.listeners:  # they may act between two participants: one at a time
             try:
@@ -871,29 +868,32 @@ class Engine:
         save_many = self.store.save_many
         own_effects = self._own_effects
         saves = []
-        touching: dict[int, bool] = {}  # id(IR action) -> does it touch the person? (a
-        # batch's actions come from a few IR actions, alive for the whole call)
+        touching: dict[int, tuple] = {}  # id(IR action) -> its person plan, () if it does
+        # not touch the person (a batch's actions come from a few IR actions, alive for
+        # the whole call)
         for (participant, actions), was in zip(outcomes, before if before is not None else repeat(None)):
             start = len(was.path) if was is not None and was.run == participant.run else 0
             saves.append((participant, actions, (start, len(participant.path))
                           if len(participant.path) > start else None))
             for action in actions:
-                touches = touching.get(id(action.do))
-                if touches is None:
-                    touches = touching[id(action.do)] = any(_person_plan(action.do))
-                if touches:
+                plan = touching.get(id(action.do))
+                if plan is None:
+                    plan = _person_plan(action.do)
+                    plan = touching[id(action.do)] = plan if any(plan) else ()
+                if plan:
                     if saves:
                         save_many(saves)
                         saves = []
-                    own_effects(action)
+                    own_effects(action, plan)
         if saves:
             save_many(saves)
 
-    def _own_effects(self, action: interp.Action) -> None:
+    def _own_effects(self, action: interp.Action, plan: tuple | None = None) -> None:
         """What the engine itself does about an action: the person's record learns
         the memberships and fields the flow set, and a hand-over (`add to flow X`)
-        offers the participant to flow X."""
-        sets_fields, changes, handovers = _person_plan(action.do)
+        offers the participant to flow X. (`plan`: the action's `_person_plan`,
+        when the caller has it.)"""
+        sets_fields, changes, handovers = plan or _person_plan(action.do)
         if not (sets_fields or changes or handovers):
             return
         pid = action.participant
