@@ -851,8 +851,10 @@ class Engine:
         moved between are its transition record (a durable store refuses a second
         record for one position: no participant is advanced twice)."""
         p = result.participant
-        start = len(before.path) if before is not None and before.run == p.run else 0
-        moved = (start, len(p.path)) if len(p.path) > start else None
+        moved = None
+        if self.store.keeps_transitions:
+            start = len(before.path) if before is not None and before.run == p.run else 0
+            moved = (start, len(p.path)) if len(p.path) > start else None
         self.store.save(p, result.actions, moved)
         for listener in self.listeners:
             listener(result)
@@ -867,14 +869,18 @@ class Engine:
         effects then see exactly the saves before it, as one at a time)."""
         save_many = self.store.save_many
         own_effects = self._own_effects
+        transitions = self.store.keeps_transitions
         saves = []
         touching: dict[int, tuple] = {}  # id(IR action) -> its person plan, () if it does
         # not touch the person (a batch's actions come from a few IR actions, alive for
         # the whole call)
         for (participant, actions), was in zip(outcomes, before if before is not None else repeat(None)):
-            start = len(was.path) if was is not None and was.run == participant.run else 0
-            saves.append((participant, actions, (start, len(participant.path))
-                          if len(participant.path) > start else None))
+            if transitions:
+                start = len(was.path) if was is not None and was.run == participant.run else 0
+                saves.append((participant, actions, (start, len(participant.path))
+                              if len(participant.path) > start else None))
+            else:
+                saves.append((participant, actions, None))
             for action in actions:
                 plan = touching.get(id(action.do))
                 if plan is None:

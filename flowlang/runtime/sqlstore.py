@@ -129,6 +129,10 @@ class NotAStore(Exception):
 class SqlStore:
     """A `Store` over SQL. Subclasses give `dialect` attributes and `_connect`."""
 
+    #: a transition record per advance: a second worker's advance of the same
+    #: position is refused (no participant advanced twice)
+    keeps_transitions = True
+
     #: the placeholder style of the driver ("?" or "%s")
     placeholder = "?"
     #: appended to claiming SELECTs, `{table}` being the table claimed from

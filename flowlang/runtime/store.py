@@ -57,6 +57,10 @@ class Store(Protocol):
     `transaction()` (reentrant: nested blocks join the outer one); in a durable
     store its writes commit together or not at all, and a conflict with another
     worker raises `Retry`."""
+    #: whether `save` keeps transition records (`moved`); if not, the engine need
+    #: not work them out
+    keeps_transitions: bool
+
     def transaction(self) -> contextlib.AbstractContextManager: ...
     def reading(self) -> contextlib.AbstractContextManager: ...
     def in_transaction(self) -> bool: ...
@@ -120,6 +124,10 @@ class _UnitOfWork:
 
 class MemoryStore:
     """Everything in dicts, a heap for timers (stale entries skipped on pop)."""
+
+    #: no transition records: memory survives no crash, and one process steps each
+    #: participant, so nothing can advance it twice
+    keeps_transitions = False
 
     def __init__(self):
         self._versions: dict[str, dict] = {}

@@ -188,6 +188,8 @@ class MovesMemoryStore(MemoryStore):
     """The in-memory store, noting each save's transition record (`moved`), which
     it has no table for."""
 
+    keeps_transitions = True
+
     def __init__(self):
         super().__init__()
         self.moves: dict[str, list] = {}
