@@ -194,6 +194,9 @@ class Engine:
                  batch: int = 10_000, event_types: frozenset[str] | None = None,
                  handler_timeout: float | None = None, chunk: int = 1_000):
         self.store: Store = store if store is not None else MemoryStore()
+        #: work out transition records only for a store that keeps them (a store
+        #: that does not say keeps them, to be safe)
+        self._transitions: bool = getattr(self.store, "keeps_transitions", True)
         if clock is None:
             clock = getattr(self.store, "clock", None) or RealClock()
         self.clock = clock
@@ -852,7 +855,7 @@ class Engine:
         record for one position: no participant is advanced twice)."""
         p = result.participant
         moved = None
-        if self.store.keeps_transitions:
+        if self._transitions:
             start = len(before.path) if before is not None and before.run == p.run else 0
             moved = (start, len(p.path)) if len(p.path) > start else None
         self.store.save(p, result.actions, moved)
@@ -869,7 +872,7 @@ class Engine:
         effects then see exactly the saves before it, as one at a time)."""
         save_many = self.store.save_many
         own_effects = self._own_effects
-        transitions = self.store.keeps_transitions
+        transitions = self._transitions
         saves = []
         touching: dict[int, tuple] = {}  # id(IR action) -> its person plan, () if it does
         # not touch the person (a batch's actions come from a few IR actions, alive for
