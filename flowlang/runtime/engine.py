@@ -135,15 +135,22 @@ def event_updates() -> dict[str, tuple]:
 def _person_plan(do: dict) -> tuple:
     """What an action changes in what the engine knows of the person, worked out
     once per IR action: (whether it sets fields, its membership changes as
-    (kind, adds, name), the flows it hands the participant over to). All empty:
+    (kind, adds, name), the flows it hands the participant over to); `()` when
     the action does not touch the person."""
     cached = _PLANS.get(id(do))
     if cached is None or cached[0] is not do:
-        handovers = tuple(e["target"] for e in do.get("effects", ())
-                          if e["verb"] == "hands_over" and e["kind"] == "flow")
-        cached = _PLANS[id(do)] = (do, (bool(do.get("operations")), interp.membership_changes(do),
-                                        handovers))
+        plan = (bool(do.get("operations")), interp.membership_changes(do),
+                tuple(e["target"] for e in do.get("effects", ())
+                      if e["verb"] == "hands_over" and e["kind"] == "flow"))
+        cached = _PLANS[id(do)] = (do, plan if any(plan) else ())
     return cached[1]
+
+
+def _moved(before: Participant | None, after: Participant) -> tuple[int, int] | None:
+    """A step's transition record: the positions in the path it moved between
+    (from the start for a new run), or None when it did not move."""
+    start = len(before.path) if before is not None and before.run == after.run else 0
+    return (start, len(after.path)) if len(after.path) > start else None
 
 
 _PLANS: dict[int, tuple[dict, tuple]] = {}
@@ -854,11 +861,7 @@ class Engine:
         moved between are its transition record (a durable store refuses a second
         record for one position: no participant is advanced twice)."""
         p = result.participant
-        moved = None
-        if self._transitions:
-            start = len(before.path) if before is not None and before.run == p.run else 0
-            moved = (start, len(p.path)) if len(p.path) > start else None
-        self.store.save(p, result.actions, moved)
+        self.store.save(p, result.actions, _moved(before, p) if self._transitions else None)
         for listener in self.listeners:
             listener(result)
         for action in result.actions:
@@ -878,17 +881,11 @@ class Engine:
         # not touch the person (a batch's actions come from a few IR actions, alive for
         # the whole call)
         for (participant, actions), was in zip(outcomes, before if before is not None else repeat(None)):
-            if transitions:
-                start = len(was.path) if was is not None and was.run == participant.run else 0
-                saves.append((participant, actions, (start, len(participant.path))
-                              if len(participant.path) > start else None))
-            else:
-                saves.append((participant, actions, None))
+            saves.append((participant, actions, _moved(was, participant) if transitions else None))
             for action in actions:
                 plan = touching.get(id(action.do))
                 if plan is None:
-                    plan = _person_plan(action.do)
-                    plan = touching[id(action.do)] = plan if any(plan) else ()
+                    plan = touching[id(action.do)] = _person_plan(action.do)
                 if plan:
                     if saves:
                         save_many(saves)
@@ -902,9 +899,11 @@ class Engine:
         the memberships and fields the flow set, and a hand-over (`add to flow X`)
         offers the participant to flow X. (`plan`: the action's `_person_plan`,
         when the caller has it.)"""
-        sets_fields, changes, handovers = plan or _person_plan(action.do)
-        if not (sets_fields or changes or handovers):
+        if plan is None:
+            plan = _person_plan(action.do)
+        if not plan:
             return
+        sets_fields, changes, handovers = plan
         pid = action.participant
         if sets_fields or changes:
             person = self.store.person(pid)

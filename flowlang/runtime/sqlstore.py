@@ -421,11 +421,17 @@ class SqlStore:
         return found
 
     def _flow_name(self, flow_id: int) -> str:
-        found = self._flow_names.get(flow_id)
+        return self._name_of("flows", "name", flow_id, self._flow_names, self._flow_ids)
+
+    def _name_of(self, table: str, column: str, number: int, names: dict, numbers: dict) -> str:
+        """What the row `number` of `table` names (a flow, a version, a place), by
+        way of the cache `names` (number -> name), kept together with its inverse
+        `numbers`."""
+        found = names.get(number)
         if found is None:
-            found = self._one("SELECT name FROM flows WHERE id = ?", (flow_id,))[0]
-            self._flow_names[flow_id] = found
-            self._flow_ids[found] = flow_id
+            found = self._one(f"SELECT {column} FROM {table} WHERE id = ?", (number,))[0]
+            names[number] = found
+            numbers[found] = number
         return found
 
     def _version_id(self, version: str) -> int:
@@ -440,12 +446,8 @@ class SqlStore:
         return found
 
     def _version_hash(self, version_id: int) -> str:
-        found = self._version_hashes.get(version_id)
-        if found is None:
-            found = self._one("SELECT hash FROM versions WHERE id = ?", (version_id,))[0]
-            self._version_hashes[version_id] = found
-            self._version_ids[found] = version_id
-        return found
+        return self._name_of("versions", "hash", version_id, self._version_hashes,
+                             self._version_ids)
 
     def _steps(self, version_id: int) -> tuple[dict[str, int], list[str]]:
         codes = self._step_codes.get(version_id)
@@ -535,12 +537,7 @@ class SqlStore:
         return found
 
     def _place_name(self, place_id: int) -> str:
-        found = self._place_names.get(place_id)
-        if found is None:
-            found = self._one("SELECT name FROM places WHERE id = ?", (place_id,))[0]
-            self._place_names[place_id] = found
-            self._place_ids[found] = place_id
-        return found
+        return self._name_of("places", "name", place_id, self._place_names, self._place_ids)
 
     def _def_id(self, do: dict) -> int:
         cached = self._defs.get(id(do))

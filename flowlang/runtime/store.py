@@ -99,6 +99,16 @@ class Store(Protocol):
     def put_person(self, pid: str, record: dict) -> None: ...
 
 
+def _bucket(buckets: dict, times: list, when: dt.datetime) -> deque:
+    """The bucket of an index (timers, outbox attempts) for a time, made and its
+    time pushed on the heap the first time it is asked for."""
+    bucket = buckets.get(when)
+    if bucket is None:
+        bucket = buckets[when] = deque()
+        heapq.heappush(times, when)
+    return bucket
+
+
 def _take(queue: deque, count: int) -> list:
     """Up to `count` entries from the front of a bucket, in order: a batch off a
     bucket of a million costs the batch, not the bucket."""
@@ -207,8 +217,8 @@ class MemoryStore:
         participants = self._participants
         flow = runs = None
         # those saved together mostly wake together and act at the same time: the
-        # last bucket of each kind is kept at hand (`schedule` and `_queue_attempt`,
-        # inline: this runs once per participant and row)
+        # last bucket of each kind is kept at hand (`schedule` and `_queue_attempt`
+        # without a call per participant and row)
         woken = sleepers = attempted = attempts = None
         for participant, outbox, _moved in saves:
             if participant.flow != flow:
@@ -223,19 +233,13 @@ class MemoryStore:
                     before is None or before.wake_at != wake_at):
                 if wake_at != woken:
                     woken = wake_at
-                    sleepers = self._buckets.get(wake_at)
-                    if sleepers is None:
-                        sleepers = self._buckets[wake_at] = deque()
-                        heapq.heappush(self._times, wake_at)
+                    sleepers = _bucket(self._buckets, self._times, wake_at)
                 sleepers.append(participant)
             for row in outbox:
                 when = row.next_attempt
                 if when != attempted:
                     attempted = when
-                    attempts = self._attempts.get(when)
-                    if attempts is None:
-                        attempts = self._attempts[when] = deque()
-                        heapq.heappush(self._attempt_times, when)
+                    attempts = _bucket(self._attempts, self._attempt_times, when)
                 attempts.append(row)
 
     def save_outbox(self, row: OutboxRow) -> None:
@@ -244,11 +248,7 @@ class MemoryStore:
         self._queue_attempt(row)
 
     def _queue_attempt(self, row: OutboxRow) -> None:
-        rows = self._attempts.get(row.next_attempt)
-        if rows is None:
-            rows = self._attempts[row.next_attempt] = deque()
-            heapq.heappush(self._attempt_times, row.next_attempt)
-        rows.append(row)
+        _bucket(self._attempts, self._attempt_times, row.next_attempt).append(row)
 
     def _waiting_rows(self) -> Iterator[OutboxRow]:
         """The rows still to be attempted, each once, in the order of their turns."""
@@ -262,11 +262,7 @@ class MemoryStore:
 
     def schedule(self, participant: Participant) -> None:
         """Put a participant (back) into the due-time index at its `wake_at`."""
-        bucket = self._buckets.get(participant.wake_at)
-        if bucket is None:
-            bucket = self._buckets[participant.wake_at] = deque()
-            heapq.heappush(self._times, participant.wake_at)
-        bucket.append(participant)
+        _bucket(self._buckets, self._times, participant.wake_at).append(participant)
 
     def archive(self, participant: Participant) -> None:
         """Keep a finished run for the counts before the person starts a new one."""
@@ -360,11 +356,7 @@ class MemoryStore:
         """Claimed rows a batch did not get to: back to the front of their
         attempt-time buckets, in order."""
         for row in reversed(rows):
-            bucket = self._attempts.get(row.next_attempt)
-            if bucket is None:
-                bucket = self._attempts[row.next_attempt] = deque()
-                heapq.heappush(self._attempt_times, row.next_attempt)
-            bucket.appendleft(row)
+            _bucket(self._attempts, self._attempt_times, row.next_attempt).appendleft(row)
 
     def cancel_outbox(self, flow: str, limit: int) -> int:
         """Cancel a flow's undelivered rows (all at once in memory)."""
