@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, Protocol
 import attrs
 
 from flowlang.runtime.interpreter import Action
-from flowlang.runtime.state import Participant
+from flowlang.runtime.state import EMPTY, Participant
 
 
 @attrs.define
@@ -157,7 +157,12 @@ class MemoryStore:
         #: rows that will not be attempted again (failed, cancelled), kept to be seen
         self._settled: dict[str, OutboxRow] = {}
         self._dead: list[DeadLetter] = []
-        self._people: dict[str, dict] = {}
+        #: what the engine knows of people, in two parts rather than one record
+        #: per person: a data dict of plain values is not tracked by the garbage
+        #: collector, and most people have no memberships (a million records would
+        #: be a million more objects for every collection to walk)
+        self._data: dict[str, dict] = {}
+        self._memberships: dict[str, dict] = {}  # only for people with any
         #: how many outbox rows were delivered (their rows are not kept)
         self.sent = 0
         self._unit = _UnitOfWork()
@@ -371,10 +376,18 @@ class MemoryStore:
     # ------------------------------------------------------------------ people
     def person(self, pid: str) -> dict | None:
         """What the engine knows of a person across flows: data and memberships."""
-        return self._people.get(pid)
+        data = self._data.get(pid)
+        if data is None:
+            return None
+        return {"data": data, "memberships": self._memberships.get(pid, EMPTY)}
 
     def put_person(self, pid: str, record: dict) -> None:
-        self._people[pid] = record
+        self._data[pid] = record["data"]
+        memberships = record["memberships"]
+        if memberships:
+            self._memberships[pid] = memberships
+        else:
+            self._memberships.pop(pid, None)
 
     # ------------------------------------------------------------------ dead letters
     def dead_letter(self, letter: DeadLetter) -> None:
