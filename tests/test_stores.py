@@ -429,6 +429,22 @@ def test_held_events_come_back_in_order_once(store_factory):
         assert len(store.held_events("g")) == 1
 
 
+def test_a_person_who_leaves_every_membership_keeps_their_data(store_factory):
+    """(The memory store keeps data and memberships apart: a person whose
+    memberships empty must not lose the data, nor keep the old memberships.)"""
+    store = store_factory.open()
+    with store.transaction():
+        store.put_person("p", {"data": {"a": 1}, "memberships": {"selection": ["S"]}})
+        store.put_person("p", {"data": {"a": 2}, "memberships": {}})
+    if store_factory.durable:
+        store.close()
+        store = store_factory.open()
+    with store.transaction():
+        assert store.person("p") == {"data": {"a": 2}, "memberships": {}}
+        store.put_person("p", {"data": {"a": 3}, "memberships": {"project": ["P"]}})
+        assert store.person("p") == {"data": {"a": 3}, "memberships": {"project": ["P"]}}
+
+
 def test_dead_letters_and_people_round_trip(store_factory):
     store = store_factory.open()
     letters = [DeadLetter({"type": "x", "participant": "p"}, "unknown event type `x`", START),
