@@ -22,7 +22,7 @@ from flowlang.runtime import pipeline as pipelines
 from flowlang.runtime.calls import TimedCaller
 from flowlang.runtime.clock import RealClock
 from flowlang.runtime.crashpoints import crashpoint
-from flowlang.runtime.render import RenderError, prerender, render_args, render_settings
+from flowlang.runtime.render import RenderError, prerenderer_of, render_args, render_settings
 from flowlang.runtime.state import EMPTY, FINISHED, STATUSES, Participant
 from flowlang.runtime.store import DeadLetter, FlowRecord, MemoryStore, OutboxRow, Retry, Store
 
@@ -1025,14 +1025,26 @@ class Engine:
         handlers = self.handlers
         caller = self._caller
         update = self.store.update_outbox
+        # a batch's rows come from a few IR actions, often in runs of one: each
+        # action's handler and render plan are looked up once per call (the rows
+        # keep the actions alive, so their ids stay theirs)
+        plans: dict[int, tuple] = {}
+        do = None
         for row in rows:
-            handler = handlers.get(row.action) or handlers.get("*")
+            if row.do is not do:
+                do = row.do
+                plan = plans.get(id(do))
+                if plan is None:
+                    plan = plans[id(do)] = (handlers.get(row.action) or handlers.get("*"),
+                                            prerenderer_of(do))
+                handler, render = plan
             row.attempts += 1
+            kind = row.participant_type
             try:
                 # render first: a refused template never runs
-                settings, args = prerender(row.do, row.participant_type, row.data)
+                settings, args = render(kind, row.data)
                 if handler is not None:
-                    delivery = Delivery(row, row.participant_type, row.attempts, settings, args)
+                    delivery = Delivery(row, kind, row.attempts, settings, args)
                     if caller is not None:
                         caller.call(handler, delivery, self.handler_timeout)
                     else:

@@ -185,13 +185,19 @@ def prerender(do: dict, participant_type: str, data: dict) -> tuple[dict | None,
     """(settings, args) of an action, each rendered if it has templates, else
     None: what a delivery renders before its handler runs, so that a refused
     template never reaches the handler."""
+    return prerenderer_of(do)(participant_type, data)
+
+
+def prerenderer_of(do: dict) -> Prerender:
+    """`prerender` for one IR action, as a function of (participant type, data):
+    made once per action, for a caller with many deliveries of it."""
     found = _PRERENDERS.get(id(do))
     if found is None or found[0] is not do:
         if len(_PRERENDERS) >= 4096:
             _PRERENDERS.clear()
         # (the action is kept alive with its plan: its id stays its own)
         found = _PRERENDERS[id(do)] = (do, _prerenderer(do))
-    return found[1](participant_type, data)
+    return found[1]
 
 
 #: id(IR action) -> (the action, its prerender plan); actions are few, deliveries many
