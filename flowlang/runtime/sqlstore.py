@@ -410,23 +410,28 @@ class SqlStore:
 
     # ------------------------------------------------------------------ encoding
     def _flow_id(self, name: str) -> int | None:
-        found = self._flow_ids.get(name)
-        if found is None:
-            row = self._one("SELECT id FROM flows WHERE name = ?", (name,))
-            if row is None:
-                return None
-            found = row[0]
-            self._flow_ids[name] = found
-            self._flow_names[found] = name
-        return found
+        return self._number_of("flows", "name", name, self._flow_ids, self._flow_names)
 
     def _flow_name(self, flow_id: int) -> str:
         return self._name_of("flows", "name", flow_id, self._flow_names, self._flow_ids)
 
+    def _number_of(self, table: str, column: str, name: str, numbers: dict,
+                   names: dict) -> int | None:
+        """The id of the row of `table` that `name` names (None if none does), by
+        way of the cache `numbers` (name -> number), kept together with its
+        inverse `names`."""
+        found = numbers.get(name)
+        if found is None:
+            row = self._one(f"SELECT id FROM {table} WHERE {column} = ?", (name,))
+            if row is None:
+                return None
+            found = numbers[name] = row[0]
+            names[found] = name
+        return found
+
     def _name_of(self, table: str, column: str, number: int, names: dict, numbers: dict) -> str:
-        """What the row `number` of `table` names (a flow, a version, a place), by
-        way of the cache `names` (number -> name), kept together with its inverse
-        `numbers`."""
+        """What the row `number` of `table` names (a flow, a version, a place): the
+        inverse of `_number_of`."""
         found = names.get(number)
         if found is None:
             found = self._one(f"SELECT {column} FROM {table} WHERE id = ?", (number,))[0]
@@ -435,14 +440,10 @@ class SqlStore:
         return found
 
     def _version_id(self, version: str) -> int:
-        found = self._version_ids.get(version)
+        found = self._number_of("versions", "hash", version, self._version_ids,
+                                self._version_hashes)
         if found is None:
-            row = self._one("SELECT id FROM versions WHERE hash = ?", (version,))
-            if row is None:
-                raise KeyError(version)
-            found = row[0]
-            self._version_ids[version] = found
-            self._version_hashes[found] = version
+            raise KeyError(version)
         return found
 
     def _version_hash(self, version_id: int) -> str:
