@@ -18,6 +18,7 @@ participants takes about a minute.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -39,10 +40,12 @@ engine.timed_run("flowlang", ir, n, check=False)
 
 def instructions(tree: Path, n: int) -> int:
     """Instructions callgrind counts for the whole process at N participants."""
+    # a fixed hash seed: with a random one, string hashes (and so dict probes)
+    # differ from run to run, and so does the count, by up to 1%
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
          sys.executable, "-c", INNER, str(tree), str(n)],
-        capture_output=True, text=True)
+        capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or found is None:
         raise SystemExit(f"callgrind run at N={n:,} failed:\n{done.stderr[-2000:]}")
